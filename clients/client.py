@@ -1,0 +1,227 @@
+"""Python client for rlvr.v1.Reasoning, sync (`Client`) and asyncio (`AsyncClient`).
+
+    with Client("localhost:50051") as client:
+        result = client.ask("What is 12+30?", budget=16)
+        print(result.answer, result.usage.thinking_tokens, result.thinking_end)
+
+`stream()` yields the raw GenerateEvent messages; `ask()` reads the stream to the end and
+returns an AskResult per choice (index 0 for `ask`, all of them for `ask_n`). A non-OK status
+raises RlvrError carrying the gRPC status code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import AsyncIterator, Iterable, Iterator
+
+import grpc
+
+from rlvr.v1 import reasoning_pb2 as pb
+from rlvr.v1 import reasoning_pb2_grpc as pb_grpc
+
+EFFORTS = {"low": pb.EFFORT_LOW, "medium": pb.EFFORT_MEDIUM, "high": pb.EFFORT_HIGH}
+END_NAMES = {pb.THINKING_END_NATURAL: "natural", pb.THINKING_END_FORCED: "forced",
+             pb.THINKING_END_DISABLED: "disabled", pb.THINKING_END_UNSPECIFIED: ""}
+FINISH_NAMES = {pb.FINISH_REASON_STOP: "stop", pb.FINISH_REASON_LENGTH: "length",
+                pb.FINISH_REASON_ABORTED: "aborted", pb.FINISH_REASON_UNSPECIFIED: ""}
+
+
+class RlvrError(Exception):
+    """A non-OK gRPC status from the runtime."""
+
+    def __init__(self, code: grpc.StatusCode, message: str):
+        super().__init__(f"{code.name}: {message}")
+        self.code, self.message = code, message
+
+
+@dataclass
+class Usage:
+    prompt_tokens: int = 0
+    thinking_tokens: int = 0
+    answer_tokens: int = 0
+
+
+@dataclass
+class AskResult:
+    request_id: str = ""
+    index: int = 0
+    thinking: str = ""
+    answer: str = ""
+    usage: Usage = field(default_factory=Usage)
+    thinking_end: str = ""
+    forced_continuations: int = 0
+    weight_version: str = ""
+    finish_reason: str = ""
+    timing: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        from dataclasses import asdict
+
+        return asdict(self)
+
+
+def build_request(prompt: str | list[dict[str, str]], *, request_id: str = "",
+                  budget: int | None = None, min_thinking: int | None = None,
+                  effort: str | None = None, wrap_up: str | None = None,
+                  continuation: str | None = None, hide_thinking: bool = False,
+                  max_answer_tokens: int | None = None, temperature: float | None = None,
+                  top_p: float | None = None, top_k: int | None = None, seed: int | None = None,
+                  n: int | None = None, stop: Iterable[str] = ()) -> pb.GenerateRequest:
+    """A GenerateRequest from keyword arguments (None = server default)."""
+    request = pb.GenerateRequest(request_id=request_id)
+    if isinstance(prompt, str):
+        request.prompt = prompt
+    else:
+        request.chat.messages.extend(pb.ChatMessage(**m) for m in prompt)
+    for name, value in (("temperature", temperature), ("top_p", top_p), ("top_k", top_k),
+                        ("seed", seed), ("n", n)):
+        if value is not None:
+            setattr(request.sampling, name, value)
+    request.sampling.stop.extend(stop)
+    if max_answer_tokens is not None:
+        request.max_answer_tokens = max_answer_tokens
+    t = request.thinking
+    for name, value in (("budget", budget), ("min_tokens", min_thinking), ("wrap_up", wrap_up),
+                        ("continuation", continuation)):
+        if value is not None:
+            setattr(t, name, value)
+    if effort is not None:
+        if effort not in EFFORTS:
+            raise ValueError(f"effort must be one of {', '.join(EFFORTS)}, got {effort!r}")
+        t.effort = EFFORTS[effort]
+    t.hide_thinking = hide_thinking
+    return request
+
+
+def collect(events: Iterable[pb.GenerateEvent]) -> list[AskResult]:
+    """Fold a finished event stream into one AskResult per choice."""
+    results: dict[int, AskResult] = {}
+    for event in events:
+        kind = event.WhichOneof("event")
+        index = getattr(event, kind).index
+        r = results.setdefault(index, AskResult(request_id=event.request_id, index=index))
+        if kind == "delta":
+            if event.delta.channel == pb.CHANNEL_THINKING:
+                r.thinking += event.delta.text
+            else:
+                r.answer += event.delta.text
+        elif kind == "thinking_ended":
+            r.thinking_end = END_NAMES[event.thinking_ended.reason]
+        else:
+            f = event.finished
+            r.usage = Usage(f.usage.prompt_tokens, f.usage.thinking_tokens, f.usage.answer_tokens)
+            r.thinking_end, r.forced_continuations = END_NAMES[f.thinking_end], f.forced_continuations
+            r.weight_version, r.finish_reason = f.weight_version, FINISH_NAMES[f.finish_reason]
+            r.timing = {"time_to_first_token_s": f.timing.time_to_first_token_s,
+                        "time_to_first_answer_token_s": f.timing.time_to_first_answer_token_s,
+                        "total_s": f.timing.total_s}
+    return [results[i] for i in sorted(results)]
+
+
+def _channel(target: str, tls: bool, root_cert: bytes | None, aio: bool):
+    module = grpc.aio if aio else grpc
+    options = [("grpc.keepalive_time_ms", 30_000), ("grpc.keepalive_timeout_ms", 10_000)]
+    if tls:
+        return module.secure_channel(target, grpc.ssl_channel_credentials(root_cert), options)
+    return module.insecure_channel(target, options)
+
+
+def _metadata(token: str | None) -> tuple:
+    return (("authorization", f"Bearer {token}"),) if token else ()
+
+
+class Client:
+    """Blocking client."""
+
+    def __init__(self, target: str = "localhost:50051", *, token: str | None = None,
+                 tls: bool = False, root_cert: bytes | None = None):
+        self.channel = _channel(target, tls, root_cert, aio=False)
+        self.stub = pb_grpc.ReasoningStub(self.channel)
+        self.metadata = _metadata(token)
+
+    def stream(self, prompt, *, timeout: float | None = None, **options) -> Iterator[pb.GenerateEvent]:
+        call = self.stub.Generate(build_request(prompt, **options), timeout=timeout,
+                                  metadata=self.metadata)
+        try:
+            yield from call
+        except grpc.RpcError as err:
+            raise RlvrError(err.code(), err.details()) from None
+        finally:
+            call.cancel()
+
+    def ask_n(self, prompt, *, timeout: float | None = None, **options) -> list[AskResult]:
+        return collect(self.stream(prompt, timeout=timeout, **options))
+
+    def ask(self, prompt, *, timeout: float | None = None, **options) -> AskResult:
+        return self.ask_n(prompt, timeout=timeout, **options)[0]
+
+    def abort(self, *request_ids: str) -> list[str]:
+        return list(self._call(self.stub.Abort, pb.AbortRequest(request_ids=request_ids)).aborted)
+
+    def model_info(self) -> pb.ModelInfo:
+        return self._call(self.stub.GetModelInfo, pb.GetModelInfoRequest())
+
+    def _call(self, method, request):
+        try:
+            return method(request, metadata=self.metadata)
+        except grpc.RpcError as err:
+            raise RlvrError(err.code(), err.details()) from None
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class AsyncClient:
+    """asyncio client; use inside a running event loop."""
+
+    def __init__(self, target: str = "localhost:50051", *, token: str | None = None,
+                 tls: bool = False, root_cert: bytes | None = None):
+        self.channel = _channel(target, tls, root_cert, aio=True)
+        self.stub = pb_grpc.ReasoningStub(self.channel)
+        self.metadata = _metadata(token)
+
+    async def stream(self, prompt, *, timeout: float | None = None,
+                     **options) -> AsyncIterator[pb.GenerateEvent]:
+        call = self.stub.Generate(build_request(prompt, **options), timeout=timeout,
+                                  metadata=self.metadata)
+        try:
+            async for event in call:
+                yield event
+        except grpc.RpcError as err:
+            raise RlvrError(err.code(), err.details()) from None
+        finally:
+            call.cancel()
+
+    async def ask_n(self, prompt, *, timeout: float | None = None, **options) -> list[AskResult]:
+        return collect([e async for e in self.stream(prompt, timeout=timeout, **options)])
+
+    async def ask(self, prompt, *, timeout: float | None = None, **options) -> AskResult:
+        return (await self.ask_n(prompt, timeout=timeout, **options))[0]
+
+    async def abort(self, *request_ids: str) -> list[str]:
+        response = await self._call(self.stub.Abort, pb.AbortRequest(request_ids=request_ids))
+        return list(response.aborted)
+
+    async def model_info(self) -> pb.ModelInfo:
+        return await self._call(self.stub.GetModelInfo, pb.GetModelInfoRequest())
+
+    async def _call(self, method, request):
+        try:
+            return await method(request, metadata=self.metadata)
+        except grpc.RpcError as err:
+            raise RlvrError(err.code(), err.details()) from None
+
+    async def close(self) -> None:
+        await self.channel.close()
+
+    async def __aenter__(self) -> "AsyncClient":
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()

@@ -1,0 +1,101 @@
+"""Held-out evaluation through vLLM: greedy decoding at a given thinking budget, per-family accuracy.
+
+Used by `rlvr eval` (and the model card), later by the promotion gate. A budget is enforced by
+vLLM's native `thinking_token_budget` (it forces `</think>` after N thinking tokens); the answer
+then gets its own `ANSWER_TOKENS`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+from rl_loop.tasks import Task
+from runtime.verifiers.numeric import numeric_equal
+
+log = logging.getLogger(__name__)
+
+ANSWER_TOKENS = 32
+BUDGETS_FOR_CARD: tuple[int | None, ...] = (0, 8, 16, 32, 64, None)  # None = unlimited
+
+
+@dataclass
+class Completion:
+    thinking_tokens: int
+    answer: str
+
+
+def budget_label(budget: int | None) -> str:
+    return "unlimited" if budget is None else str(budget)
+
+
+def parse_budget(text: str) -> int | None:
+    """'unlimited' -> None, otherwise a non-negative integer."""
+    if text.strip().lower() in ("unlimited", "none", "inf"):
+        return None
+    value = int(text)
+    if value < 0:
+        raise ValueError(f"thinking budget must be >= 0 or 'unlimited', got {text!r}")
+    return value
+
+
+def split_completion(token_ids: list[int], think_end_id: int, tokenizer) -> Completion:
+    """Split generated ids at `</think>`: thinking token count and decoded answer."""
+    if think_end_id in token_ids:
+        cut = token_ids.index(think_end_id)
+        return Completion(cut, tokenizer.decode(token_ids[cut + 1:], skip_special_tokens=True))
+    return Completion(len(token_ids), "")
+
+
+def generate(llm, tasks: list[Task], budget: int | None) -> list[Completion]:
+    """Greedy completions of every task's prompt under one thinking budget."""
+    from vllm import SamplingParams
+
+    tokenizer = llm.get_tokenizer()
+    think_end_id = tokenizer.convert_tokens_to_ids("</think>")
+    context = llm.llm_engine.model_config.max_model_len
+    prompts, params = [], []
+    for task in tasks:
+        ids = tokenizer.apply_chat_template([{"role": "user", "content": task.prompt}],
+                                            add_generation_prompt=True, tokenize=True)
+        ids = list(ids["input_ids"]) if isinstance(ids, dict) or hasattr(ids, "keys") else ids
+        room = context - len(ids)
+        max_tokens = room if budget is None else min(room, budget + 1 + ANSWER_TOKENS)
+        prompts.append({"prompt_token_ids": ids})
+        params.append(SamplingParams(temperature=0.0, max_tokens=max_tokens,
+                                     thinking_token_budget=budget, skip_special_tokens=False))
+    outputs = llm.generate(prompts, params, use_tqdm=False)
+    return [split_completion(list(o.outputs[0].token_ids), think_end_id, tokenizer)
+            for o in outputs]
+
+
+def score(tasks: list[Task], completions: list[Completion]) -> dict:
+    """Per-family and total accuracy and mean thinking tokens."""
+    groups: dict[str, list[tuple[bool, int]]] = defaultdict(list)
+    for task, comp in zip(tasks, completions):
+        correct = numeric_equal(comp.answer, task.answer)
+        groups[task.family].append((correct, comp.thinking_tokens))
+    groups["total"] = [row for rows in list(groups.values()) for row in rows]
+    return {
+        name: {"n": len(rows),
+               "accuracy": round(sum(c for c, _ in rows) / len(rows), 4),
+               "mean_thinking_tokens": round(sum(t for _, t in rows) / len(rows), 2)}
+        for name, rows in groups.items()
+    }
+
+
+def evaluate(model_dir: Path, tasks: list[Task], budgets: list[int | None]) -> dict:
+    """Run the held-out tasks at each budget; returns {budget label: score table}."""
+    from vllm import LLM
+
+    from runtime.engine_args import engine_kwargs
+
+    llm = LLM(**engine_kwargs(model_dir))
+    results = {}
+    for budget in budgets:
+        results[budget_label(budget)] = score(tasks, generate(llm, tasks, budget))
+        log.info("budget %s: total accuracy %.3f", budget_label(budget),
+                 results[budget_label(budget)]["total"]["accuracy"])
+    return results

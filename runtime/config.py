@@ -1,0 +1,127 @@
+"""Server configuration: one typed place, filled from defaults < config file < env vars < CLI flags.
+
+A config file is TOML with the field names below as top-level keys. Every field can also be set
+by an environment variable `RLVR_<FIELD>` (e.g. `RLVR_PORT=50052`, lists comma separated).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rl_loop.tiny_model import MODEL_DIR
+from runtime.budget import DEFAULT_CONTINUATION, DEFAULT_WRAP_UP
+
+
+class ConfigError(ValueError):
+    """A bad configuration value; the message names the key."""
+
+
+@dataclass
+class ServerConfig:
+    model: Path = MODEL_DIR
+    host: str = "0.0.0.0"
+    port: int = 50051
+    metrics_port: int = 9090  # 0 disables the /metrics endpoint
+    state_dir: Path = Path("state")
+    # Thinking budgets (tokens)
+    default_budget: int = 256
+    max_budget: int = 4096
+    effort_low: int = 16
+    effort_medium: int = 64
+    effort_high: int = 256
+    default_wrap_up: str = DEFAULT_WRAP_UP
+    default_continuation: str = DEFAULT_CONTINUATION
+    default_max_answer_tokens: int = 32
+    default_temperature: float = 0.0
+    max_n: int = 16
+    # Admission: user requests admitted at once (running plus queued); beyond it RESOURCE_EXHAUSTED
+    max_pending: int = 512
+    max_prompt_chars: int = 1_000_000
+    # Engine
+    kv_cache_gib: int = 1
+    max_model_len: int = 0  # 0 = the model's own context length
+    seed: int = 0
+    # Lifecycle
+    drain_grace_s: float = 30.0
+    # Security: bearer tokens accepted in `authorization: Bearer <token>` (empty = no auth)
+    api_tokens: list[str] = field(default_factory=list)
+    admin_tokens: list[str] = field(default_factory=list)
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    log_level: str = "INFO"
+
+    def effort_budget(self, effort: str) -> int:
+        return {"low": self.effort_low, "medium": self.effort_medium,
+                "high": self.effort_high}[effort]
+
+    def validate(self) -> "ServerConfig":
+        """Check relations between fields; raises ConfigError naming the field."""
+        for name in ("port", "metrics_port"):
+            if not 0 <= getattr(self, name) <= 65535:
+                raise ConfigError(f"{name} must be between 0 and 65535")
+        for name in ("default_budget", "max_budget", "effort_low", "effort_medium",
+                     "effort_high", "default_max_answer_tokens", "max_n", "max_pending",
+                     "kv_cache_gib"):
+            if getattr(self, name) < (0 if name == "default_budget" else 1):
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.default_budget > self.max_budget:
+            raise ConfigError("default_budget must not exceed max_budget")
+        if not (self.model / "config.json").is_file():
+            raise ConfigError(f"model: {self.model} is not a model folder (no config.json)")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ConfigError("tls_cert and tls_key must be given together")
+        return self
+
+
+def _coerce(name: str, kind: Any, value: Any) -> Any:
+    """Convert a file/env/CLI value to the field's declared type, or raise ConfigError."""
+    text_kind = str(kind)
+    try:
+        if "list" in text_kind:
+            if isinstance(value, str):
+                return [v.strip() for v in value.split(",") if v.strip()]
+            if isinstance(value, list) and all(isinstance(v, str) for v in value):
+                return value
+            raise TypeError("expected a list of strings")
+        if value is None:
+            return None
+        if "Path" in text_kind:
+            return Path(value)
+        if text_kind in ("int", "<class 'int'>"):
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise TypeError("expected an integer")
+            return int(value)
+        if text_kind in ("float", "<class 'float'>"):
+            return float(value)
+        return str(value)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"{name}: {value!r} is not a valid {text_kind} ({err})") from None
+
+
+def load_config(path: Path | None = None, overrides: dict[str, Any] | None = None,
+                env: dict[str, str] | None = None) -> ServerConfig:
+    """Defaults, then the TOML file, then RLVR_* env vars, then explicit overrides (CLI flags)."""
+    fields = {f.name: f.type for f in dataclasses.fields(ServerConfig)}
+    values: dict[str, Any] = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(Path(path).read_text())
+        except (OSError, tomllib.TOMLDecodeError) as err:
+            raise ConfigError(f"config file {path}: {err}") from None
+        for key, value in data.items():
+            if key not in fields:
+                raise ConfigError(f"config file {path}: unknown key {key!r}")
+            values[key] = _coerce(key, fields[key], value)
+    env = os.environ if env is None else env
+    for name, kind in fields.items():
+        if f"RLVR_{name.upper()}" in env:
+            values[name] = _coerce(f"RLVR_{name.upper()}", kind, env[f"RLVR_{name.upper()}"])
+    for name, value in (overrides or {}).items():
+        if value is not None:
+            values[name] = _coerce(name, fields[name], value)
+    return ServerConfig(**values).validate()

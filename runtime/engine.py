@@ -1,0 +1,106 @@
+"""The engine layer: vLLM's AsyncLLM behind a narrow interface of token-id streams.
+
+The server never talks to vLLM directly: it asks for a stream of generated token ids for a
+prompt of token ids, and closing that stream aborts the request inside the engine (vLLM
+aborts a request whose output generator is closed or cancelled). Detokenization happens in
+the server, per channel, so the engine is asked for ids only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextlib import aclosing
+from pathlib import Path
+from typing import AsyncIterator
+
+from runtime.engine_args import THINK_END, THINK_START, engine_kwargs, model_context_length
+
+log = logging.getLogger(__name__)
+
+
+class Engine:
+    """One AsyncLLM (continuous batching; its engine core runs in its own process)."""
+
+    def __init__(self, model_dir: Path, *, max_model_len: int = 0, kv_cache_gib: int = 1,
+                 seed: int = 0, weight_version: str = "v0"):
+        self.model_dir = Path(model_dir)
+        self.max_model_len = max_model_len or model_context_length(self.model_dir)
+        self.kv_cache_gib = kv_cache_gib
+        self.seed = seed
+        self.weight_version = weight_version
+        self.llm = None
+        self.tokenizer = None
+
+    async def start(self) -> None:
+        """Load the model into vLLM and run one warm-up request."""
+        from transformers import AutoTokenizer
+        from vllm.engine.arg_utils import AsyncEngineArgs
+        from vllm.v1.engine.async_llm import AsyncLLM
+
+        self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
+        for token in (THINK_START, THINK_END):
+            if token not in self.tokenizer.get_vocab():
+                raise RuntimeError(f"model {self.model_dir} has no {token} token: thinking "
+                                   "budgets cannot be enforced")
+        args = AsyncEngineArgs(**engine_kwargs(self.model_dir, self.max_model_len,
+                                               self.kv_cache_gib, self.seed),
+                               scheduling_policy="priority", disable_log_stats=True)
+        # Loading takes seconds: keep the event loop free so health checks answer meanwhile.
+        self.llm = await asyncio.to_thread(AsyncLLM.from_engine_args, args)
+        await self.warm_up()
+
+    @property
+    def think_start_id(self) -> int:
+        return self.tokenizer.convert_tokens_to_ids(THINK_START)
+
+    @property
+    def think_end_id(self) -> int:
+        return self.tokenizer.convert_tokens_to_ids(THINK_END)
+
+    @property
+    def eos_id(self) -> int:
+        return self.tokenizer.eos_token_id
+
+    def encode_text(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
+
+    def render_chat(self, messages: list[dict[str, str]]) -> list[int]:
+        """Chat template with the generation prompt (which opens thinking) as token ids."""
+        ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True,
+                                                 tokenize=True)
+        return list(ids["input_ids"]) if hasattr(ids, "keys") else list(ids)
+
+    def sampling_params(self, *, max_tokens: int, temperature: float, top_p: float,
+                        top_k: int, seed: int | None):
+        from vllm import SamplingParams
+        from vllm.sampling_params import RequestOutputKind
+
+        return SamplingParams(max_tokens=max_tokens, temperature=temperature, top_p=top_p,
+                              top_k=top_k, seed=seed, detokenize=False,
+                              output_kind=RequestOutputKind.DELTA,
+                              skip_special_tokens=False)
+
+    async def stream(self, prompt_ids: list[int], params, request_id: str,
+                     priority: int = 0) -> AsyncIterator[list[int]]:
+        """New token ids as the engine produces them; closing the iterator aborts the request."""
+        generator = self.llm.generate({"prompt_token_ids": prompt_ids}, params, request_id,
+                                      priority=priority)
+        async with aclosing(generator):
+            async for output in generator:
+                ids = list(output.outputs[0].token_ids)
+                if ids:
+                    yield ids
+
+    async def warm_up(self) -> None:
+        """The first batch after start is several times slower: pay for it before serving."""
+        ids = self.render_chat([{"role": "user", "content": "What is 1+1?"}])
+        params = self.sampling_params(max_tokens=8, temperature=0.0, top_p=1.0, top_k=0,
+                                      seed=None)
+        async for _ in self.stream(ids, params, "warm-up"):
+            pass
+
+    def shutdown(self) -> None:
+        if self.llm is not None:
+            self.llm.shutdown()
+            self.llm = None

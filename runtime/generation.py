@@ -1,0 +1,264 @@
+"""One choice of one request: think under an exact budget, then answer.
+
+The loop reads generated token ids from the engine and enforces the ThinkingPlan itself, so
+the runtime knows exactly what was sampled and what it injected:
+- a natural `</think>` at or above the minimum flows straight into the answer, in the same
+  engine request (the common case costs one engine request);
+- an early `</think>` (below `min_tokens`) is dropped and replaced by the continuation text;
+  thinking resumes in a new engine request whose prompt is everything so far;
+- at the budget the engine request is closed (which aborts it in vLLM), the wrap-up text and
+  `</think>` are appended, and the answer is generated with its own token limit.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import aclosing
+from dataclasses import dataclass, field
+from typing import AsyncIterator, Protocol
+
+from tokenizers.decoders import DecodeStream
+
+from runtime.budget import ThinkingPlan
+
+THINKING, ANSWER = "thinking", "answer"
+NATURAL, FORCED, DISABLED = "natural", "forced", "disabled"
+STOP, LENGTH, ABORTED = "stop", "length", "aborted"
+
+
+@dataclass
+class Sampling:
+    temperature: float
+    top_p: float
+    top_k: int
+    seed: int | None
+    stop: tuple[str, ...] = ()
+
+
+@dataclass
+class Delta:
+    index: int
+    channel: str
+    text: str
+    token_count: int
+    forced: bool = False
+
+
+@dataclass
+class ThinkingEnded:
+    index: int
+    reason: str
+    thinking_tokens: int
+    forced_continuations: int
+
+
+@dataclass
+class Finished:
+    index: int
+    finish_reason: str
+    prompt_tokens: int
+    thinking_tokens: int
+    answer_tokens: int
+    thinking_end: str
+    forced_continuations: int
+    weight_version: str
+    time_to_first_token_s: float
+    time_to_first_answer_token_s: float
+    total_s: float
+
+
+Event = Delta | ThinkingEnded | Finished
+
+
+class TokenEngine(Protocol):
+    """What the loop needs from the engine layer (runtime.engine.Engine implements it)."""
+
+    tokenizer: object
+    weight_version: str
+    think_end_id: int
+    eos_id: int
+
+    def sampling_params(self, *, max_tokens: int, temperature: float, top_p: float,
+                        top_k: int, seed: int | None): ...
+
+    def stream(self, prompt_ids: list[int], params, request_id: str,
+               priority: int = 0) -> AsyncIterator[list[int]]: ...
+
+
+class StopMatcher:
+    """Holds back answer text that could still grow into a stop string."""
+
+    def __init__(self, stops: tuple[str, ...]):
+        self.stops = stops
+        self.hold = max((len(s) for s in stops), default=1) - 1
+        self.text = ""  # answer text received so far
+        self.sent = 0   # characters of it already released
+
+    def feed(self, piece: str) -> tuple[str, bool]:
+        """Add text; returns (text safe to release, whether a stop string was found)."""
+        self.text += piece
+        # Held-back text guarantees a new match starts at or after `sent`.
+        hits = [i for i in (self.text.find(s, self.sent) for s in self.stops) if i >= 0]
+        if hits:
+            end = min(hits)
+            out, self.sent = self.text[self.sent:end], max(self.sent, end)
+            return out, True
+        safe = max(self.sent, len(self.text) - self.hold)
+        out, self.sent = self.text[self.sent:safe], safe
+        return out, False
+
+    def flush(self) -> str:
+        out, self.sent = self.text[self.sent:], len(self.text)
+        return out
+
+
+@dataclass
+class ChoiceState:
+    context: list[int]
+    thinking: int = 0
+    answer: int = 0
+    continuations: int = 0
+    segments: int = 0
+    phase: str = THINKING
+    thinking_end: str = ""
+    first_token_at: float = 0.0
+    first_answer_at: float = 0.0
+    decoders: dict = field(default_factory=lambda: {
+        THINKING: DecodeStream(skip_special_tokens=True),
+        ANSWER: DecodeStream(skip_special_tokens=True)})
+
+
+class ChoiceRun:
+    """Generates one choice; iterate `events()` to drive it."""
+
+    def __init__(self, engine: TokenEngine, prompt_ids: list[int], plan: ThinkingPlan,
+                 sampling: Sampling, request_id: str, index: int, priority: int = 0):
+        self.engine, self.plan, self.sampling = engine, plan, sampling
+        self.prompt_tokens = len(prompt_ids)
+        self.request_id, self.index, self.priority = request_id, index, priority
+        self.state = ChoiceState(context=list(prompt_ids))
+        self.stop = StopMatcher(sampling.stop)
+        self.started = time.perf_counter()
+        self.weight_version = engine.weight_version
+
+    def _text(self, channel: str, token: int) -> str:
+        return self.state.decoders[channel].step(self.engine.tokenizer._tokenizer, token) or ""
+
+    def _mark_first(self, channel: str) -> None:
+        now = time.perf_counter() - self.started
+        if not self.state.first_token_at:
+            self.state.first_token_at = now
+        if channel == ANSWER and not self.state.first_answer_at:
+            self.state.first_answer_at = now
+
+    def _inject(self, ids: tuple[int, ...]) -> Delta | None:
+        """Append runtime-chosen thinking tokens (wrap-up or continuation)."""
+        if not ids:
+            return None
+        self.state.context.extend(ids)
+        self.state.thinking += len(ids)
+        self._mark_first(THINKING)
+        return Delta(self.index, THINKING, "".join(self._text(THINKING, t) for t in ids),
+                     len(ids), forced=True)
+
+    def _close(self, reason: str) -> list[Event]:
+        """End thinking: append `</think>` (after the wrap-up when forced)."""
+        events: list[Event] = []
+        if reason == FORCED and (delta := self._inject(self.plan.wrap_up_for(self.state.thinking))):
+            events.append(delta)
+        self.state.context.append(self.engine.think_end_id)
+        self.state.phase, self.state.thinking_end = ANSWER, reason
+        events.append(ThinkingEnded(self.index, reason, self.state.thinking,
+                                    self.state.continuations))
+        return events
+
+    def finish(self, reason: str) -> Finished:
+        s = self.state
+        return Finished(self.index, reason, self.prompt_tokens, s.thinking, s.answer,
+                        s.thinking_end, s.continuations, self.weight_version,
+                        s.first_token_at, s.first_answer_at,
+                        time.perf_counter() - self.started)
+
+    def _max_tokens(self) -> int:
+        if self.state.phase == THINKING:
+            return self.plan.sampled_cap - self.state.thinking + 1 + self.plan.answer_tokens
+        return self.plan.answer_tokens - self.state.answer
+
+    def _on_thinking_token(self, token: int) -> tuple[list[Event], bool]:
+        """Handle one sampled token while thinking; returns (events, restart engine request)."""
+        s, plan = self.state, self.plan
+        if token in (self.engine.think_end_id, self.engine.eos_id):
+            if s.thinking < plan.min_tokens:
+                s.continuations += 1
+                delta = self._inject(plan.continuation_for(s.thinking))
+                events: list[Event] = [delta] if delta else []
+                if s.thinking >= plan.sampled_cap:
+                    events += self._close(FORCED)
+                return events, True
+            # A bare end of sequence inside thinking also closes it; the answer needs a new request.
+            return self._close(NATURAL), token == self.engine.eos_id
+        s.context.append(token)
+        s.thinking += 1
+        self._mark_first(THINKING)
+        events = [Delta(self.index, THINKING, self._text(THINKING, token), 1)]
+        if s.thinking >= plan.sampled_cap:
+            return events + self._close(FORCED), True
+        return events, False
+
+    def _on_answer_token(self, token: int) -> tuple[list[Event], Finished | None]:
+        s = self.state
+        if token == self.engine.eos_id:
+            tail = self.stop.flush()
+            return ([Delta(self.index, ANSWER, tail, 0)] if tail else []), self.finish(STOP)
+        s.context.append(token)
+        s.answer += 1
+        self._mark_first(ANSWER)
+        text, stopped = self.stop.feed(self._text(ANSWER, token))
+        events: list[Event] = [Delta(self.index, ANSWER, text, 1)]
+        if stopped:
+            return events, self.finish(STOP)
+        if s.answer >= self.plan.answer_tokens:
+            if tail := self.stop.flush():
+                events.append(Delta(self.index, ANSWER, tail, 0))
+            return events, self.finish(LENGTH)
+        return events, None
+
+    async def events(self) -> AsyncIterator[Event]:
+        """Drive the engine until this choice finishes; closing this iterator aborts it."""
+        if self.plan.requested_budget == 0 or self.plan.sampled_cap <= 0:
+            for event in self._close(DISABLED if self.plan.requested_budget == 0 else FORCED):
+                yield event
+        while True:
+            s = self.state
+            s.segments += 1
+            params = self.engine.sampling_params(
+                max_tokens=self._max_tokens(), temperature=self.sampling.temperature,
+                top_p=self.sampling.top_p, top_k=self.sampling.top_k,
+                seed=None if self.sampling.seed is None else self.sampling.seed + s.segments)
+            segment_id = f"{self.request_id}/{self.index}/{s.segments}"
+            restart = False
+            stream = self.engine.stream(list(s.context), params, segment_id, self.priority)
+            async with aclosing(stream):
+                async for ids in stream:
+                    for token in ids:
+                        if s.phase == THINKING:
+                            events, restart = self._on_thinking_token(token)
+                            finished = None
+                        else:
+                            events, finished = self._on_answer_token(token)
+                        for event in events:
+                            yield event
+                        if finished:
+                            yield finished
+                            return
+                        if restart:
+                            break
+                    if restart:
+                        break
+            if not restart:  # the engine stopped on its own token limit
+                if s.phase == THINKING:
+                    for event in self._close(FORCED):
+                        yield event
+                    continue
+                yield self.finish(LENGTH)
+                return

@@ -1,0 +1,51 @@
+"""Prometheus metrics of the runtime, served on their own HTTP port at /metrics."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+# Latency buckets from 1 ms to ~100 s, roughly x2 apart.
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                   10.0, 25.0, 50.0, 100.0)
+TOKEN_BUCKETS = (0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192)
+
+
+class Metrics:
+    """All runtime metrics in one registry (one per server, so tests can run several)."""
+
+    def __init__(self) -> None:
+        self.registry = r = CollectorRegistry()
+        self.requests = Counter("rlvr_requests_total", "Finished RPCs by method and status code",
+                                ["method", "code"], registry=r)
+        self.ttft = Histogram("rlvr_time_to_first_token_seconds",
+                              "Time from admission to the first token of a choice",
+                              buckets=LATENCY_BUCKETS, registry=r)
+        self.itl = Histogram("rlvr_inter_token_latency_seconds",
+                             "Time between consecutive tokens of a choice",
+                             buckets=LATENCY_BUCKETS, registry=r)
+        self.e2e = Histogram("rlvr_e2e_latency_seconds", "Time from admission to the end of a "
+                             "choice", buckets=LATENCY_BUCKETS, registry=r)
+        self.thinking_tokens = Histogram("rlvr_thinking_tokens", "Thinking tokens per choice",
+                                         buckets=TOKEN_BUCKETS, registry=r)
+        self.answer_tokens = Histogram("rlvr_answer_tokens", "Answer tokens per choice",
+                                       buckets=TOKEN_BUCKETS, registry=r)
+        self.thinking_end = Counter("rlvr_thinking_end_total", "How thinking ended, per choice "
+                                    "(natural, forced = budget reached, disabled)", ["reason"],
+                                    registry=r)
+        self.forced_continuations = Counter("rlvr_forced_continuations_total",
+                                            "Continuations injected to honour min_tokens",
+                                            registry=r)
+        self.queue_depth = Gauge("rlvr_queue_depth", "Admitted requests without a first token",
+                                 registry=r)
+        self.running = Gauge("rlvr_running_requests", "Admitted requests producing tokens",
+                             registry=r)
+        self.weight_version = Gauge("rlvr_weight_version_info", "Weight version being served",
+                                    ["version"], registry=r)
+
+    def set_weight_version(self, version: str) -> None:
+        self.weight_version.clear()
+        self.weight_version.labels(version=version).set(1)
+
+    def serve(self, host: str, port: int) -> None:
+        """Start the /metrics HTTP endpoint in a background thread."""
+        start_http_server(port, addr=host, registry=self.registry)

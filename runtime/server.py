@@ -1,0 +1,275 @@
+"""The gRPC entrypoint: rlvr.v1.Reasoning plus health, reflection, metrics and graceful drain.
+
+Request path: Generate -> validate (request_spec) -> admission -> one ChoiceRun per choice
+(generation) -> engine token streams. Cancelling the RPC (client cancel, deadline) or Abort
+closes the choice streams, which aborts their requests inside vLLM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from contextlib import aclosing
+from dataclasses import dataclass, field
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from rlvr.v1 import reasoning_pb2 as pb
+from rlvr.v1 import reasoning_pb2_grpc as pb_grpc
+from runtime import generation as gen
+from runtime.auth import AuthInterceptor
+from runtime.budget import InvalidRequest
+from runtime.config import ServerConfig
+from runtime.engine import Engine
+from runtime.engine_args import THINK_END, THINK_START
+from runtime.metrics import Metrics
+from runtime.request_spec import EFFORT_NAMES, parse_generate
+
+log = logging.getLogger(__name__)
+
+SERVICE = "rlvr.v1.Reasoning"
+CHANNELS = {gen.THINKING: pb.CHANNEL_THINKING, gen.ANSWER: pb.CHANNEL_ANSWER}
+END_REASONS = {gen.NATURAL: pb.THINKING_END_NATURAL, gen.FORCED: pb.THINKING_END_FORCED,
+               gen.DISABLED: pb.THINKING_END_DISABLED, "": pb.THINKING_END_UNSPECIFIED}
+FINISH_REASONS = {gen.STOP: pb.FINISH_REASON_STOP, gen.LENGTH: pb.FINISH_REASON_LENGTH,
+                  gen.ABORTED: pb.FINISH_REASON_ABORTED}
+# Keepalive: never GOAWAY a client for pinging during a long silent stream (see reference note).
+SERVER_OPTIONS = [
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.max_ping_strikes", 0),
+    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+    ("grpc.max_send_message_length", 64 * 1024 * 1024),
+]
+
+
+@dataclass
+class ActiveRequest:
+    runs: list[gen.ChoiceRun] = field(default_factory=list)
+    tasks: list[asyncio.Task] = field(default_factory=list)
+    aborted: bool = False
+
+
+def to_proto(request_id: str, event: gen.Event, hide_thinking: bool) -> pb.GenerateEvent:
+    if isinstance(event, gen.Delta):
+        text = "" if hide_thinking and event.channel == gen.THINKING else event.text
+        return pb.GenerateEvent(request_id=request_id, delta=pb.Delta(
+            index=event.index, channel=CHANNELS[event.channel], text=text,
+            token_count=event.token_count, forced=event.forced))
+    if isinstance(event, gen.ThinkingEnded):
+        return pb.GenerateEvent(request_id=request_id, thinking_ended=pb.ThinkingEnded(
+            index=event.index, reason=END_REASONS[event.reason],
+            thinking_tokens=event.thinking_tokens,
+            forced_continuations=event.forced_continuations))
+    return pb.GenerateEvent(request_id=request_id, finished=pb.Finished(
+        index=event.index, finish_reason=FINISH_REASONS[event.finish_reason],
+        usage=pb.Usage(prompt_tokens=event.prompt_tokens, thinking_tokens=event.thinking_tokens,
+                       answer_tokens=event.answer_tokens),
+        weight_version=event.weight_version,
+        timing=pb.Timing(time_to_first_token_s=event.time_to_first_token_s,
+                         time_to_first_answer_token_s=event.time_to_first_answer_token_s,
+                         total_s=event.total_s),
+        thinking_end=END_REASONS[event.thinking_end],
+        forced_continuations=event.forced_continuations))
+
+
+class ReasoningService(pb_grpc.ReasoningServicer):
+    def __init__(self, config: ServerConfig, engine: Engine, metrics: Metrics):
+        self.config, self.engine, self.metrics = config, engine, metrics
+        self.active: dict[str, ActiveRequest] = {}
+        self.ready = False
+        self.draining = False
+
+    async def _reject(self, context, method: str, code: grpc.StatusCode, message: str):
+        self.metrics.requests.labels(method, code.name).inc()
+        await context.abort(code, message)
+
+    async def Generate(self, request, context):
+        if not self.ready or self.draining:
+            await self._reject(context, "Generate", grpc.StatusCode.UNAVAILABLE,
+                               "server is draining" if self.draining else "engine is starting")
+        try:
+            spec = parse_generate(request, self.config, self.engine, self.engine.max_model_len)
+        except InvalidRequest as err:
+            await self._reject(context, "Generate", grpc.StatusCode.INVALID_ARGUMENT, str(err))
+        if spec.request_id in self.active:
+            await self._reject(context, "Generate", grpc.StatusCode.ALREADY_EXISTS,
+                               f"request_id: {spec.request_id!r} is already running")
+        if len(self.active) >= self.config.max_pending:
+            await self._reject(context, "Generate", grpc.StatusCode.RESOURCE_EXHAUSTED,
+                               f"admission queue full ({self.config.max_pending} requests)")
+        active = self.active[spec.request_id] = ActiveRequest()
+        self.metrics.queue_depth.inc()
+        code = grpc.StatusCode.CANCELLED
+        try:
+            async with aclosing(self._events(spec, active)) as events:
+                async for event in events:
+                    yield event
+            code = grpc.StatusCode.OK
+        finally:
+            del self.active[spec.request_id]
+            self.metrics.requests.labels("Generate", code.name).inc()
+
+    async def _events(self, spec, active: ActiveRequest):
+        """Run all choices concurrently and yield their events as proto messages."""
+        active.runs = [gen.ChoiceRun(self.engine, spec.prompt_ids, spec.plan, spec.sampling,
+                                     spec.request_id, i) for i in range(spec.n)]
+        queue: asyncio.Queue = asyncio.Queue()
+        active.tasks = [asyncio.create_task(self._pump(run, queue)) for run in active.runs]
+        started, remaining = False, spec.n
+        last_token_at = [0.0] * spec.n
+        try:
+            while remaining:
+                index, event = await queue.get()
+                if event is None or isinstance(event, BaseException):
+                    remaining -= 1
+                    if isinstance(event, asyncio.CancelledError) and active.aborted:
+                        finished = active.runs[index].finish(gen.ABORTED)  # usage so far
+                        yield to_proto(spec.request_id, finished, False)
+                    elif isinstance(event, BaseException):
+                        raise event
+                    continue
+                if not started:
+                    started = True
+                    self.metrics.queue_depth.dec()
+                    self.metrics.running.inc()
+                self._observe(event, last_token_at)
+                if isinstance(event, gen.Finished):
+                    remaining -= 1
+                yield to_proto(spec.request_id, event, spec.hide_thinking)
+        finally:
+            for task in active.tasks:
+                task.cancel()
+            await asyncio.gather(*active.tasks, return_exceptions=True)
+            (self.metrics.running if started else self.metrics.queue_depth).dec()
+
+    @staticmethod
+    async def _pump(run: gen.ChoiceRun, queue: asyncio.Queue) -> None:
+        """Move one choice's events into the shared queue; a final None (or error) marks its end."""
+        try:
+            async with aclosing(run.events()) as events:
+                async for event in events:
+                    queue.put_nowait((run.index, event))
+                    if isinstance(event, gen.Finished):
+                        return
+            queue.put_nowait((run.index, None))
+        except BaseException as err:  # noqa: BLE001 - forwarded to the consumer, which decides
+            queue.put_nowait((run.index, err))
+            if not isinstance(err, asyncio.CancelledError):
+                log.exception("choice %s of %s failed", run.index, run.request_id)
+
+    def _observe(self, event: gen.Event, last_token_at: list[float]) -> None:
+        m, now = self.metrics, time.perf_counter()
+        if isinstance(event, gen.Delta) and event.token_count and not event.forced:
+            if last_token_at[event.index]:
+                m.itl.observe(now - last_token_at[event.index])
+            last_token_at[event.index] = now
+        elif isinstance(event, gen.ThinkingEnded):
+            m.thinking_end.labels(event.reason).inc()
+            m.forced_continuations.inc(event.forced_continuations)
+        elif isinstance(event, gen.Finished):
+            m.ttft.observe(event.time_to_first_token_s or event.total_s)
+            m.e2e.observe(event.total_s)
+            m.thinking_tokens.observe(event.thinking_tokens)
+            m.answer_tokens.observe(event.answer_tokens)
+
+    async def Abort(self, request, context):
+        aborted = []
+        for request_id in request.request_ids:
+            active = self.active.get(request_id)
+            if active is not None and not active.aborted:
+                active.aborted = True
+                for task in active.tasks:
+                    task.cancel()
+                aborted.append(request_id)
+        self.metrics.requests.labels("Abort", "OK").inc()
+        return pb.AbortResponse(aborted=aborted)
+
+    async def GetModelInfo(self, request, context):
+        c = self.config
+        self.metrics.requests.labels("GetModelInfo", "OK").inc()
+        return pb.ModelInfo(
+            model_name=self.engine.model_dir.name, model_path=str(self.engine.model_dir.resolve()),
+            weight_version=self.engine.weight_version, think_start=THINK_START,
+            think_end=THINK_END, context_length=self.engine.max_model_len,
+            max_budget=c.max_budget, default_budget=c.default_budget,
+            default_max_answer_tokens=c.default_max_answer_tokens,
+            effort_presets=[pb.EffortPreset(effort=e, budget=c.effort_budget(name))
+                            for e, name in EFFORT_NAMES.items()],
+            default_wrap_up=c.default_wrap_up, default_continuation=c.default_continuation,
+            max_n=c.max_n)
+
+
+class Server:
+    """Owns the gRPC server, the engine, health and metrics; `run()` serves until SIGTERM."""
+
+    def __init__(self, config: ServerConfig):
+        self.config = config
+        self.metrics = Metrics()
+        self.engine = Engine(config.model, max_model_len=config.max_model_len,
+                             kv_cache_gib=config.kv_cache_gib, seed=config.seed)
+        self.service = ReasoningService(config, self.engine, self.metrics)
+        self.health = health.aio.HealthServicer()
+        self.grpc: grpc.aio.Server | None = None
+        self.stopping: asyncio.Event | None = None
+        self.port = 0
+
+    async def start(self) -> None:
+        """Listen first (health answers NOT_SERVING while warming up), then load the engine."""
+        self.grpc = grpc.aio.server(options=SERVER_OPTIONS, interceptors=[
+            AuthInterceptor(self.config.api_tokens, self.config.admin_tokens)])
+        pb_grpc.add_ReasoningServicer_to_server(self.service, self.grpc)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)
+        names = (pb.DESCRIPTOR.services_by_name["Reasoning"].full_name,
+                 health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                 reflection.SERVICE_NAME)
+        reflection.enable_server_reflection(names, self.grpc)
+        address = f"{self.config.host}:{self.config.port}"
+        if self.config.tls_cert:
+            creds = grpc.ssl_server_credentials(
+                [(self.config.tls_key.read_bytes(), self.config.tls_cert.read_bytes())])
+            self.port = self.grpc.add_secure_port(address, creds)
+        else:
+            self.port = self.grpc.add_insecure_port(address)
+        await self.grpc.start()
+        await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
+        await self.health.set(SERVICE, health_pb2.HealthCheckResponse.NOT_SERVING)
+        if self.config.metrics_port:
+            self.metrics.serve(self.config.host, self.config.metrics_port)
+        log.info("listening on %s:%d (metrics on :%d); loading %s", self.config.host, self.port,
+                 self.config.metrics_port, self.config.model)
+        await self.engine.start()
+        self.metrics.set_weight_version(self.engine.weight_version)
+        self.service.ready = True
+        await self.health.set(SERVICE, health_pb2.HealthCheckResponse.SERVING)
+        log.info("ready: serving %s (weight version %s)", self.config.model.name,
+                 self.engine.weight_version)
+
+    async def drain(self) -> None:
+        """Stop admitting, let in-flight streams finish within the grace period, then stop."""
+        log.info("draining: %d requests in flight, grace %.0fs", len(self.service.active),
+                 self.config.drain_grace_s)
+        self.service.draining = True
+        await self.health.set(SERVICE, health_pb2.HealthCheckResponse.NOT_SERVING)
+        deadline = time.monotonic() + self.config.drain_grace_s
+        while self.service.active and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        await self.health.enter_graceful_shutdown()
+        await self.grpc.stop(grace=1.0)
+        self.engine.shutdown()
+        log.info("stopped")
+
+    async def run(self) -> None:
+        self.stopping = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stopping.set)
+        await self.start()
+        await self.stopping.wait()
+        await self.drain()

@@ -1,0 +1,31 @@
+"""Numeric verifier: the answer must be exactly one number equal to the reference.
+
+Integers, decimals and fractions are parsed exactly with `fractions.Fraction` (no float
+rounding), so "9.90" equals "9.9" and "1/2" equals "0.5", while "9.11" never equals "9.9".
+"""
+
+from __future__ import annotations
+
+import re
+from fractions import Fraction
+
+_NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)(/\d+)?$")
+
+
+def parse_number(text: str) -> Fraction | None:
+    """The single number in `text` (surrounding whitespace allowed), else None."""
+    cleaned = text.strip()
+    if not _NUMBER.match(cleaned):
+        return None
+    try:
+        return Fraction(cleaned)
+    except (ValueError, ZeroDivisionError):
+        return None
+
+
+def numeric_equal(answer: str, reference: str, tolerance: float = 0.0) -> bool:
+    """True when `answer` is one number within `tolerance` (absolute) of `reference`."""
+    got, want = parse_number(answer), parse_number(reference)
+    if got is None or want is None:
+        return False
+    return abs(got - want) <= Fraction(tolerance)
