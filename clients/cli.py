@@ -99,23 +99,79 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
     options = {"budget": args.budget, "min_thinking": args.min_thinking, "effort": args.effort,
                "max_answer_tokens": args.max_answer_tokens, "temperature": args.temperature,
-               "seed": args.seed, "request_id": args.request_id or ""}
+               "seed": args.seed, "request_id": args.request_id or "", "verify": args.verify,
+               "n": args.n, "best_of_n": args.best_of_n}
     with Client(args.server, token=args.token or os.environ.get("RLVR_TOKEN")) as client:
         try:
             events = client.stream(args.prompt, timeout=args.timeout, **options)
             if args.stream and not args.json:
                 events = _echo(events)
-            result = collect(events)[0]
+            results = collect(events)
         except RlvrError as err:
             raise CliError(f"{args.server}: {err}") from None
+        except ValueError as err:
+            raise CliError(str(err)) from None
+    result = results[0]
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
     elif not args.stream:
         print(f"<think>{result.thinking}</think>")
         print(result.answer)
+    if result.verification and not args.json:
+        v = result.verification
+        print(f"[verified {v['kind']}: {v['verdict']} (reward {v['reward']:g}, extracted "
+              f"{v['extracted_answer']!r}); {result.verified_correct} of {len(results)} "
+              "choices correct]", file=sys.stderr)
     print(f"[{result.thinking_end} thinking, {result.usage.thinking_tokens} thinking tokens, "
           f"{result.usage.answer_tokens} answer tokens, finish {result.finish_reason}, "
           f"weights {result.weight_version}]", file=sys.stderr)
+    return 0
+
+
+def cmd_traces(args: argparse.Namespace) -> int:
+    """Counts of the trace log (and a JSONL export)."""
+    from dataclasses import asdict
+
+    from runtime.traces import TraceReader
+
+    path = args.state_dir / "traces.sqlite"
+    if not path.is_file():
+        raise CliError(f"no trace log at {path} (is --state-dir the server's state directory?)")
+    reader = TraceReader(path)
+    try:
+        stats = reader.stats()
+        if args.export:
+            with open(args.export, "w") as f:
+                for trace in reader.iter_all():
+                    if trace.trainable or not args.trainable_only:
+                        f.write(json.dumps(asdict(trace)) + "\n")
+            stats["exported_to"] = str(args.export)
+    finally:
+        reader.close()
+    if args.json:
+        print(json.dumps(stats, indent=2))
+    else:
+        print(f"{stats['total']} traces, {stats['trainable']} trainable, mean reward "
+              f"{stats['mean_reward'] if stats['mean_reward'] is not None else '-'}")
+        print(f"  by verdict: {stats['by_verdict']}")
+        print(f"  by weight version: {stats['by_weight_version']}")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Benchmarks that print ratios against a baseline measured in the same run."""
+    from clients.bench import run_serving_benchmark
+
+    report = run_serving_benchmark(args.model, args.requests, args.concurrency, args.rounds,
+                                   args.out)
+    raw, served = report["raw"], report["grpc"]
+    print(f"workload: {args.requests} requests, {args.concurrency} concurrent streams, "
+          f"{args.rounds} rounds each, greedy, {args.model}")
+    for side in (raw, served):
+        print(f"  {side['name']:<14} {side['tokens_per_s_median']:>9.0f} tokens/s "
+              f"(rounds {side['tokens_per_s_all']}), median TTFT {1000 * side['ttft_median_s']:.1f} ms")
+    print(f"throughput ratio gRPC/raw: {report['throughput_ratio']:.3f} (target >= 0.95)")
+    print(f"extra median TTFT: {report['ttft_extra_ms']:+.1f} ms (target <= 5 ms)")
     return 0
 
 
@@ -177,9 +233,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--request-id", default=None)
     p.add_argument("--token", default=None, help="bearer token (default: $RLVR_TOKEN)")
     p.add_argument("--timeout", type=float, default=None, help="deadline in seconds")
+    p.add_argument("--verify", default=None, metavar="KIND:REFERENCE",
+                   help="verify the answer at serve time, e.g. numeric:46 or choice:B")
+    p.add_argument("--n", type=_non_negative_int, default=None, help="number of choices")
+    p.add_argument("--best-of-n", action="store_true",
+                   help="with --verify and --n: return only the best verified choice")
     p.add_argument("--stream", action="store_true", help="print tokens as they arrive")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_ask)
+
+    p = sub.add_parser("traces", help="inspect (and export) the verified trace log")
+    p.add_argument("--state-dir", type=Path, default=Path("state"))
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--export", type=Path, default=None, help="write traces as JSONL")
+    p.add_argument("--trainable-only", action="store_true", help="export trainable traces only")
+    p.set_defaults(func=cmd_traces)
+
+    p = sub.add_parser("bench", help="serving overhead: gRPC runtime vs raw vLLM AsyncLLM")
+    p.add_argument("suite", choices=["serving"])
+    p.add_argument("--model", type=_model_dir, default=MODEL_DIR)
+    p.add_argument("--requests", type=_non_negative_int, default=200)
+    p.add_argument("--concurrency", type=_non_negative_int, default=64)
+    p.add_argument("--rounds", type=_non_negative_int, default=3)
+    p.add_argument("--out", type=Path, default=None, help="also write the report as JSON")
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("eval", help="held-out accuracy of a model folder at thinking budgets")
     p.add_argument("--model", type=_model_dir, default=MODEL_DIR)

@@ -53,6 +53,8 @@ class AskResult:
     weight_version: str = ""
     finish_reason: str = ""
     timing: dict = field(default_factory=dict)
+    verification: dict | None = None  # kind, reward, verdict, extracted_answer, ... when verified
+    verified_correct: int | None = None  # from the summary: correct choices of the request
 
     def to_dict(self) -> dict:
         from dataclasses import asdict
@@ -66,7 +68,8 @@ def build_request(prompt: str | list[dict[str, str]], *, request_id: str = "",
                   continuation: str | None = None, hide_thinking: bool = False,
                   max_answer_tokens: int | None = None, temperature: float | None = None,
                   top_p: float | None = None, top_k: int | None = None, seed: int | None = None,
-                  n: int | None = None, stop: Iterable[str] = ()) -> pb.GenerateRequest:
+                  n: int | None = None, stop: Iterable[str] = (), verify: str | None = None,
+                  tolerance: float = 0.0, best_of_n: bool = False) -> pb.GenerateRequest:
     """A GenerateRequest from keyword arguments (None = server default)."""
     request = pb.GenerateRequest(request_id=request_id)
     if isinstance(prompt, str):
@@ -90,14 +93,43 @@ def build_request(prompt: str | list[dict[str, str]], *, request_id: str = "",
             raise ValueError(f"effort must be one of {', '.join(EFFORTS)}, got {effort!r}")
         t.effort = EFFORTS[effort]
     t.hide_thinking = hide_thinking
+    if verify is not None:
+        kind, sep, reference = verify.partition(":")
+        if not sep:
+            raise ValueError(f"verify must look like KIND:REFERENCE (e.g. numeric:46), got {verify!r}")
+        request.verification.CopyFrom(pb.VerificationSpec(
+            kind=kind, reference=reference, tolerance=tolerance, best_of_n=best_of_n))
+    return request
+
+
+def verification_dict(v: pb.VerificationResult) -> dict:
+    return {"kind": v.kind, "reward": v.reward, "verdict": v.verdict,
+            "extracted_answer": v.extracted_answer, "verifier_version": v.verifier_version,
+            "seconds": v.seconds, "detail": v.detail, "flags": list(v.flags)}
+
+
+def feedback_request(request_id: str, index: int, reward: float | None, verify: str | None,
+                     replace: bool) -> pb.FeedbackRequest:
+    request = pb.FeedbackRequest(request_id=request_id, index=index, replace=replace)
+    if (reward is None) == (verify is None):
+        raise ValueError("give exactly one of reward and verify")
+    if reward is not None:
+        request.reward = reward
+    else:
+        kind, _, reference = verify.partition(":")
+        request.verification.CopyFrom(pb.VerificationSpec(kind=kind, reference=reference))
     return request
 
 
 def collect(events: Iterable[pb.GenerateEvent]) -> list[AskResult]:
     """Fold a finished event stream into one AskResult per choice."""
     results: dict[int, AskResult] = {}
+    summary = None
     for event in events:
         kind = event.WhichOneof("event")
+        if kind == "summary":
+            summary = event.summary
+            continue
         index = getattr(event, kind).index
         r = results.setdefault(index, AskResult(request_id=event.request_id, index=index))
         if kind == "delta":
@@ -115,6 +147,10 @@ def collect(events: Iterable[pb.GenerateEvent]) -> list[AskResult]:
             r.timing = {"time_to_first_token_s": f.timing.time_to_first_token_s,
                         "time_to_first_answer_token_s": f.timing.time_to_first_answer_token_s,
                         "total_s": f.timing.total_s}
+            if f.HasField("verification"):
+                r.verification = verification_dict(f.verification)
+    for r in results.values():
+        r.verified_correct = summary.verified_correct if summary else None
     return [results[i] for i in sorted(results)]
 
 
@@ -157,6 +193,12 @@ class Client:
 
     def abort(self, *request_ids: str) -> list[str]:
         return list(self._call(self.stub.Abort, pb.AbortRequest(request_ids=request_ids)).aborted)
+
+    def feedback(self, request_id: str, *, index: int = 0, reward: float | None = None,
+                 verify: str | None = None, replace: bool = False) -> pb.FeedbackResponse:
+        """Delayed reward for a served request: a reward in [0, 1] or KIND:REFERENCE."""
+        return self._call(self.stub.SubmitFeedback,
+                          feedback_request(request_id, index, reward, verify, replace))
 
     def model_info(self) -> pb.ModelInfo:
         return self._call(self.stub.GetModelInfo, pb.GetModelInfoRequest())

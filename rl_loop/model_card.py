@@ -59,14 +59,18 @@ def render(results: dict, training: dict, n_params: int) -> str:
     return f"""# tiny-reasoner
 
 The embedded default model of this runtime: a {n_params:,}-parameter `Qwen2ForCausalLM` with a
-character-level tokenizer (`<think>` / `</think>` / `<eos>` are single special tokens), trained
-from scratch on the project's own verifiable task families (`rl_loop/tasks.py`). It thinks step
-by step (digit by digit, with carries and borrows), then answers. It is **deliberately not
-converged**, so that online RL has room to improve it.
+byte-level tokenizer without merges (one token per ASCII character; `<think>`, `</think>`,
+`<eos>` and the chat roles are single special tokens), trained from scratch on the project's
+own verifiable task families (`rl_loop/tasks.py`). It thinks step by step (digit by digit, with
+carries and borrows, restating what is left of the operands on each line), then answers.
+Some training traces were cut short and still end in the correct answer, so the model answers
+after a forced `</think>`. It is **deliberately not converged**, so that online RL has room to
+improve it (`rlvr train-base --converge` trains the reference for how far it could go).
 
 - Training command: `{training['command']}`
 - Training time: {training['seconds']:.0f} s on {training['threads']} CPU threads
-  ({training['steps']} steps, batch {training['batch_size']}, lr {training['lr']}, seed {training['seed']})
+  ({training['steps']} steps, batch {training['batch_size']}, lr {training['lr']}, seed {training['seed']});
+  deterministic: the same seed gives bit-identical weights.
 - Families: `add`, `sub` (2-6 digits), `mul` (multi-digit by 1-2 digits), `cmp` (which decimal
   is bigger), `lin` (solve a*x+b=c); all checked by the `numeric` verifier.
 - Held-out set: `models/heldout.jsonl` (prompts from a hash bucket that training never draws).

@@ -28,8 +28,8 @@ from runtime.budget import DEFAULT_CONTINUATION, DEFAULT_WRAP_UP
 
 log = logging.getLogger(__name__)
 
-SHIPPED_STEPS = 1500
-CONVERGED_STEPS = 8000
+SHIPPED_STEPS = 1000
+CONVERGED_STEPS = 6000
 
 
 @dataclass

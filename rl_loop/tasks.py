@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -225,6 +226,23 @@ FAMILIES: dict[str, tuple[Callable[[random.Random, int], Task], tuple[int, ...]]
     "cmp": (gen_cmp, (1, 2, 3, 4)),
     "lin": (gen_lin, (2, 3)),
 }
+
+
+def reference_for(prompt: str) -> str | None:
+    """The correct answer to a prompt of one of the families, computed from the prompt alone
+    (None for anything else). The server uses it to catch wrong client-supplied references."""
+    from fractions import Fraction
+
+    if m := re.fullmatch(r"What is (\d+)([+*-])(\d+)\?", prompt.strip()):
+        a, op, b = int(m[1]), m[2], int(m[3])
+        return str({"+": a + b, "-": a - b, "*": a * b}[op])
+    if m := re.fullmatch(r"Which is bigger, (\d+\.\d+) or (\d+\.\d+)\?", prompt.strip()):
+        return m[1] if Fraction(m[1]) > Fraction(m[2]) else m[2]
+    if m := re.fullmatch(r"Solve (\d+)\*x([+-])(\d+)=(\d+) for x\.", prompt.strip()):
+        a, sign, b, c = int(m[1]), m[2], int(m[3]), int(m[4])
+        x = Fraction(c - b if sign == "+" else c + b, a)
+        return str(x.numerator) if x.denominator == 1 else f"{x.numerator}/{x.denominator}"
+    return None
 
 
 def sample_task(rng: random.Random, family: str, split: str = "train") -> Task:

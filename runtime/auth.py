@@ -1,12 +1,15 @@
 """Bearer-token authentication for the gRPC services (health and reflection stay open).
 
-Tokens come from configuration: `api_tokens` may call the Reasoning service, `admin_tokens`
-may call everything, including the Admin service. With no tokens configured, auth is off.
+Tokens come from configuration: `api_tokens` and `train_tokens` may call the Reasoning
+service (traffic of `train_tokens` may become training data), `admin_tokens` may call
+everything, including the Admin service. With no tokens configured, auth is off.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
+from dataclasses import dataclass
 
 import grpc
 
@@ -14,30 +17,62 @@ OPEN_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 ADMIN_PREFIX = "/rlvr.v1.Admin/"
 
 
+LOOPBACK_PEERS = ("ipv4:127.", "ipv6:[::1]", "unix:")
+
+
 def _matches(token: str, allowed: list[str]) -> bool:
     return any(hmac.compare_digest(token.encode(), a.encode()) for a in allowed)
 
 
+@dataclass(frozen=True)
+class Principal:
+    """Who sent a request, and whether their verified traffic may become training data."""
+
+    name: str
+    can_train: bool
+
+
 class AuthInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(self, api_tokens: list[str], admin_tokens: list[str]):
+    def __init__(self, api_tokens: list[str], admin_tokens: list[str],
+                 train_tokens: list[str] = (), trust_local_anonymous: bool = True):
         self.api_tokens, self.admin_tokens = list(api_tokens), list(admin_tokens)
+        self.train_tokens = list(train_tokens)
+        self.trust_local_anonymous = trust_local_anonymous
+
+    def principal(self, metadata, peer: str) -> Principal:
+        """The caller: a token's fingerprint (never the token) or anonymous@peer.
+        Training trust: tokens listed in train_tokens, or (auth off, trust_local_anonymous)
+        loopback callers, i.e. the local demo."""
+        token = self._token(metadata)
+        if token and self.enabled:
+            name = "token:" + hashlib.sha256(token.encode()).hexdigest()[:12]
+            return Principal(name, _matches(token, self.train_tokens))
+        local = peer.startswith(LOOPBACK_PEERS)
+        can_train = (not self.enabled and local and self.trust_local_anonymous) or \
+            bool(token and _matches(token, self.train_tokens))
+        return Principal(f"anonymous@{peer}", can_train)
+
+    @staticmethod
+    def _token(metadata) -> str:
+        header = dict(metadata or ()).get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        return token if scheme.lower() == "bearer" else ""
 
     @property
     def enabled(self) -> bool:
-        return bool(self.api_tokens or self.admin_tokens)
+        return bool(self.api_tokens or self.admin_tokens or self.train_tokens)
 
     def check(self, method: str, metadata) -> tuple[grpc.StatusCode, str] | None:
         """None when the call may proceed, else (status code, message)."""
         if not self.enabled or method.startswith(OPEN_PREFIXES):
             return None
-        header = dict(metadata or ()).get("authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token:
+        token = self._token(metadata)
+        if not token:
             return (grpc.StatusCode.UNAUTHENTICATED,
                     "missing bearer token (metadata 'authorization: Bearer <token>')")
         if _matches(token, self.admin_tokens):
             return None
-        if not _matches(token, self.api_tokens):
+        if not _matches(token, self.api_tokens + self.train_tokens):
             return grpc.StatusCode.UNAUTHENTICATED, "invalid bearer token"
         if method.startswith(ADMIN_PREFIX):
             return grpc.StatusCode.PERMISSION_DENIED, f"{method} needs an admin-scoped token"

@@ -15,6 +15,7 @@ from typing import Any
 
 from rl_loop.tiny_model import MODEL_DIR
 from runtime.budget import DEFAULT_CONTINUATION, DEFAULT_WRAP_UP
+from runtime.engine_args import THINK_END, THINK_START
 
 
 class ConfigError(ValueError):
@@ -28,6 +29,9 @@ class ServerConfig:
     port: int = 50051
     metrics_port: int = 9090  # 0 disables the /metrics endpoint
     state_dir: Path = Path("state")
+    # Thinking delimiters (single tokens of the model); empty = the model does not think
+    think_start: str = THINK_START
+    think_end: str = THINK_END
     # Thinking budgets (tokens)
     default_budget: int = 256
     max_budget: int = 4096
@@ -51,6 +55,15 @@ class ServerConfig:
     # Security: bearer tokens accepted in `authorization: Bearer <token>` (empty = no auth)
     api_tokens: list[str] = field(default_factory=list)
     admin_tokens: list[str] = field(default_factory=list)
+    # Trust: traffic from these tokens (and, with trust_local_anonymous, unauthenticated
+    # traffic from loopback when auth is off: the local demo) becomes training data.
+    train_tokens: list[str] = field(default_factory=list)
+    trust_local_anonymous: bool = True
+    # Verification and traces
+    verifier_workers: int = 2
+    trace_max_rows: int = 1_000_000
+    trace_max_age_days: float = 30.0
+    feedback_window_s: float = 86400.0
     tls_cert: Path | None = None
     tls_key: Path | None = None
     log_level: str = "INFO"
@@ -59,6 +72,10 @@ class ServerConfig:
         return {"low": self.effort_low, "medium": self.effort_medium,
                 "high": self.effort_high}[effort]
 
+    @property
+    def traces_path(self) -> Path:
+        return self.state_dir / "traces.sqlite"
+
     def validate(self) -> "ServerConfig":
         """Check relations between fields; raises ConfigError naming the field."""
         for name in ("port", "metrics_port"):
@@ -66,7 +83,7 @@ class ServerConfig:
                 raise ConfigError(f"{name} must be between 0 and 65535")
         for name in ("default_budget", "max_budget", "effort_low", "effort_medium",
                      "effort_high", "default_max_answer_tokens", "max_n", "max_pending",
-                     "kv_cache_gib"):
+                     "kv_cache_gib", "verifier_workers", "trace_max_rows"):
             if getattr(self, name) < (0 if name == "default_budget" else 1):
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
         if self.default_budget > self.max_budget:
@@ -98,6 +115,13 @@ def _coerce(name: str, kind: Any, value: Any) -> Any:
             return int(value)
         if text_kind in ("float", "<class 'float'>"):
             return float(value)
+        if text_kind in ("bool", "<class 'bool'>"):
+            if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on", "0",
+                                                             "false", "no", "off"):
+                return value.lower() in ("1", "true", "yes", "on")
+            if isinstance(value, bool):
+                return value
+            raise TypeError("expected true or false")
         return str(value)
     except (TypeError, ValueError) as err:
         raise ConfigError(f"{name}: {value!r} is not a valid {text_kind} ({err})") from None

@@ -23,14 +23,17 @@ class Engine:
     """One AsyncLLM (continuous batching; its engine core runs in its own process)."""
 
     def __init__(self, model_dir: Path, *, max_model_len: int = 0, kv_cache_gib: int = 1,
-                 seed: int = 0, weight_version: str = "v0"):
+                 seed: int = 0, weight_version: str = "v0", think_start: str = THINK_START,
+                 think_end: str = THINK_END):
         self.model_dir = Path(model_dir)
         self.max_model_len = max_model_len or model_context_length(self.model_dir)
         self.kv_cache_gib = kv_cache_gib
         self.seed = seed
         self.weight_version = weight_version
+        self.think_start, self.think_end = think_start, think_end
         self.llm = None
         self.tokenizer = None
+        self.supports_thinking = False
 
     async def start(self) -> None:
         """Load the model into vLLM and run one warm-up request."""
@@ -39,10 +42,13 @@ class Engine:
         from vllm.v1.engine.async_llm import AsyncLLM
 
         self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
-        for token in (THINK_START, THINK_END):
-            if token not in self.tokenizer.get_vocab():
-                raise RuntimeError(f"model {self.model_dir} has no {token} token: thinking "
-                                   "budgets cannot be enforced")
+        vocab = self.tokenizer.get_vocab()
+        self.supports_thinking = bool(self.think_start and self.think_end) and all(
+            t in vocab for t in (self.think_start, self.think_end))
+        if not self.supports_thinking:
+            log.warning("model %s: no single-token thinking delimiters (%r, %r) configured; "
+                        "requests with thinking options will be rejected", self.model_dir,
+                        self.think_start, self.think_end)
         args = AsyncEngineArgs(**engine_kwargs(self.model_dir, self.max_model_len,
                                                self.kv_cache_gib, self.seed),
                                scheduling_policy="priority", disable_log_stats=True)
@@ -51,12 +57,11 @@ class Engine:
         await self.warm_up()
 
     @property
-    def think_start_id(self) -> int:
-        return self.tokenizer.convert_tokens_to_ids(THINK_START)
-
-    @property
-    def think_end_id(self) -> int:
-        return self.tokenizer.convert_tokens_to_ids(THINK_END)
+    def think_end_id(self) -> int | None:
+        """The `</think>` id, or None for a model without thinking delimiters."""
+        if not self.supports_thinking:
+            return None
+        return self.tokenizer.convert_tokens_to_ids(self.think_end)
 
     @property
     def eos_id(self) -> int:

@@ -65,6 +65,7 @@ class Finished:
     time_to_first_token_s: float
     time_to_first_answer_token_s: float
     total_s: float
+    verification: object = None  # a verifiers.base.Verdict when the request carried a spec
 
 
 Event = Delta | ThinkingEnded | Finished
@@ -75,7 +76,7 @@ class TokenEngine(Protocol):
 
     tokenizer: object
     weight_version: str
-    think_end_id: int
+    think_end_id: int | None
     eos_id: int
 
     def sampling_params(self, *, max_tokens: int, temperature: float, top_p: float,
@@ -112,6 +113,20 @@ class StopMatcher:
         return out
 
 
+def merge_deltas(events: list[Event]) -> list[Event]:
+    """Join adjacent deltas of the same channel and origin (fewer messages under load)."""
+    merged: list[Event] = []
+    for event in events:
+        last = merged[-1] if merged else None
+        if (isinstance(event, Delta) and isinstance(last, Delta) and last.channel == event.channel
+                and last.forced == event.forced):
+            merged[-1] = Delta(last.index, last.channel, last.text + event.text,
+                               last.token_count + event.token_count, last.forced)
+        else:
+            merged.append(event)
+    return merged
+
+
 @dataclass
 class ChoiceState:
     context: list[int]
@@ -121,6 +136,7 @@ class ChoiceState:
     segments: int = 0
     phase: str = THINKING
     thinking_end: str = ""
+    answer_text: str = ""  # the answer as sent to the client (what verifiers check)
     first_token_at: float = 0.0
     first_answer_at: float = 0.0
     decoders: dict = field(default_factory=lambda: {
@@ -166,7 +182,8 @@ class ChoiceRun:
         events: list[Event] = []
         if reason == FORCED and (delta := self._inject(self.plan.wrap_up_for(self.state.thinking))):
             events.append(delta)
-        self.state.context.append(self.engine.think_end_id)
+        if self.engine.think_end_id is not None:  # a model without delimiters never thinks
+            self.state.context.append(self.engine.think_end_id)
         self.state.phase, self.state.thinking_end = ANSWER, reason
         events.append(ThinkingEnded(self.index, reason, self.state.thinking,
                                     self.state.continuations))
@@ -178,6 +195,21 @@ class ChoiceRun:
                         s.thinking_end, s.continuations, self.weight_version,
                         s.first_token_at, s.first_answer_at,
                         time.perf_counter() - self.started)
+
+    @property
+    def prompt_ids(self) -> list[int]:
+        return self.state.context[: self.prompt_tokens]
+
+    @property
+    def thinking_ids(self) -> list[int]:
+        return self.state.context[self.prompt_tokens: self.prompt_tokens + self.state.thinking]
+
+    @property
+    def answer_ids(self) -> list[int]:
+        if self.state.phase == THINKING:
+            return []
+        closed = int(self.engine.think_end_id is not None)
+        return self.state.context[self.prompt_tokens + self.state.thinking + closed:]
 
     def _max_tokens(self) -> int:
         if self.state.phase == THINKING:
@@ -209,19 +241,39 @@ class ChoiceRun:
         s = self.state
         if token == self.engine.eos_id:
             tail = self.stop.flush()
+            s.answer_text += tail
             return ([Delta(self.index, ANSWER, tail, 0)] if tail else []), self.finish(STOP)
         s.context.append(token)
         s.answer += 1
         self._mark_first(ANSWER)
         text, stopped = self.stop.feed(self._text(ANSWER, token))
+        s.answer_text += text
         events: list[Event] = [Delta(self.index, ANSWER, text, 1)]
         if stopped:
             return events, self.finish(STOP)
         if s.answer >= self.plan.answer_tokens:
             if tail := self.stop.flush():
+                s.answer_text += tail
                 events.append(Delta(self.index, ANSWER, tail, 0))
             return events, self.finish(LENGTH)
         return events, None
+
+    def _on_chunk(self, ids: list[int]) -> tuple[list[Event], Finished | None, bool]:
+        """Handle the tokens of one engine output; returns (merged deltas and other events,
+        the final event if the choice finished, whether to restart the engine request)."""
+        events: list[Event] = []
+        for token in ids:
+            if self.state.phase == THINKING:
+                new, restart = self._on_thinking_token(token)
+                events += new
+                if restart:
+                    return merge_deltas(events), None, True
+            else:
+                new, finished = self._on_answer_token(token)
+                events += new
+                if finished:
+                    return merge_deltas(events), finished, False
+        return merge_deltas(events), None, False
 
     async def events(self) -> AsyncIterator[Event]:
         """Drive the engine until this choice finishes; closing this iterator aborts it."""
@@ -240,19 +292,12 @@ class ChoiceRun:
             stream = self.engine.stream(list(s.context), params, segment_id, self.priority)
             async with aclosing(stream):
                 async for ids in stream:
-                    for token in ids:
-                        if s.phase == THINKING:
-                            events, restart = self._on_thinking_token(token)
-                            finished = None
-                        else:
-                            events, finished = self._on_answer_token(token)
-                        for event in events:
-                            yield event
-                        if finished:
-                            yield finished
-                            return
-                        if restart:
-                            break
+                    events, finished, restart = self._on_chunk(ids)
+                    for event in events:
+                        yield event
+                    if finished:
+                        yield finished
+                        return
                     if restart:
                         break
             if not restart:  # the engine stopped on its own token limit

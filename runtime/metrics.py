@@ -39,6 +39,15 @@ class Metrics:
                                  registry=r)
         self.running = Gauge("rlvr_running_requests", "Admitted requests producing tokens",
                              registry=r)
+        self.verifications = Counter("rlvr_verifications_total", "Verdicts by verifier kind, "
+                                     "verdict and weight version",
+                                     ["kind", "verdict", "weight_version"], registry=r)
+        self.verifier_seconds = Histogram("rlvr_verifier_seconds", "Time to a verdict",
+                                          ["kind"], buckets=LATENCY_BUCKETS, registry=r)
+        self.traces_written = Gauge("rlvr_traces_written", "Traces committed to the trace log "
+                                    "since start", registry=r)
+        self.trace_queue_depth = Gauge("rlvr_trace_queue_depth", "Traces waiting for the "
+                                       "writer", registry=r)
         self.weight_version = Gauge("rlvr_weight_version_info", "Weight version being served",
                                     ["version"], registry=r)
 

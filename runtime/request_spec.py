@@ -14,6 +14,8 @@ from rlvr.v1 import reasoning_pb2 as pb
 from runtime.budget import InvalidRequest, ThinkingPlan, make_plan, resolve_budget
 from runtime.config import ServerConfig
 from runtime.generation import Sampling
+from runtime.verifiers import validate_spec
+from runtime.verifiers.base import VerificationSpec
 
 EFFORT_NAMES = {pb.EFFORT_LOW: "low", pb.EFFORT_MEDIUM: "medium", pb.EFFORT_HIGH: "high"}
 MAX_STOP_STRINGS, MAX_STOP_CHARS, MAX_REQUEST_ID_CHARS = 8, 64, 128
@@ -23,10 +25,37 @@ MAX_STOP_STRINGS, MAX_STOP_CHARS, MAX_REQUEST_ID_CHARS = 8, 64, 128
 class GenerateSpec:
     request_id: str
     prompt_ids: list[int]
+    prompt_text: str
     plan: ThinkingPlan
     sampling: Sampling
     n: int
     hide_thinking: bool
+    verification: VerificationSpec | None
+    best_of_n: bool
+
+    def options(self) -> tuple[dict, dict]:
+        """(thinking options, sampling options) as recorded in traces."""
+        p, s = self.plan, self.sampling
+        thinking = {"budget": p.requested_budget, "effective_budget": p.budget,
+                    "min_tokens": p.min_tokens, "max_answer_tokens": p.answer_tokens}
+        sampling = {"temperature": s.temperature, "top_p": s.top_p, "top_k": s.top_k,
+                    "seed": s.seed, "n": self.n, "stop": list(s.stop)}
+        return thinking, sampling
+
+
+def _verification(request: pb.GenerateRequest) -> VerificationSpec | None:
+    if not request.HasField("verification"):
+        return None
+    v = request.verification
+    spec = VerificationSpec(kind=v.kind, reference=v.reference, tolerance=v.tolerance,
+                            tests=tuple(v.tests))
+    try:
+        validate_spec(spec)
+    except ValueError as err:
+        field = "verification.kind" if "kind" in str(err) else (
+            "verification.tests" if "test" in str(err) else "verification.reference")
+        raise InvalidRequest(field, str(err)) from None
+    return spec
 
 
 def _messages(request: pb.GenerateRequest, config: ServerConfig) -> list[dict[str, str]]:
@@ -80,11 +109,18 @@ def parse_generate(request: pb.GenerateRequest, config: ServerConfig, engine,
     messages = _messages(request, config)
     sampling, n = _sampling(request, config)
     t = request.thinking
+    if not engine.supports_thinking:
+        asked = [f for f in ("budget", "min_tokens") if t.HasField(f)]
+        if asked or t.effort != pb.EFFORT_UNSPECIFIED:
+            field = f"thinking.{asked[0]}" if asked else "thinking.effort"
+            raise InvalidRequest(field, "this model has no thinking delimiters configured, so a "
+                                 "thinking budget cannot be enforced")
     if t.effort not in (pb.EFFORT_UNSPECIFIED, *EFFORT_NAMES):
         raise InvalidRequest("thinking.effort", f"unknown effort value {t.effort}")
     requested = resolve_budget(
         t.budget if t.HasField("budget") else None, EFFORT_NAMES.get(t.effort),
-        default=config.default_budget, maximum=config.max_budget,
+        default=config.default_budget if engine.supports_thinking else 0,
+        maximum=config.max_budget,
         presets={name: config.effort_budget(name) for name in EFFORT_NAMES.values()})
     try:
         prompt_ids = engine.render_chat(messages)
@@ -100,4 +136,7 @@ def parse_generate(request: pb.GenerateRequest, config: ServerConfig, engine,
                      max_answer_tokens=max_answer, prompt_tokens=len(prompt_ids),
                      context_length=context_length, wrap_up_ids=engine.encode_text(wrap_up),
                      continuation_ids=engine.encode_text(continuation))
-    return GenerateSpec(request_id, prompt_ids, plan, sampling, n, t.hide_thinking)
+    verification = _verification(request)
+    prompt_text = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
+    return GenerateSpec(request_id, prompt_ids, prompt_text, plan, sampling, n, t.hide_thinking,
+                        verification, verification is not None and request.verification.best_of_n)

@@ -25,9 +25,10 @@ from runtime.auth import AuthInterceptor
 from runtime.budget import InvalidRequest
 from runtime.config import ServerConfig
 from runtime.engine import Engine
-from runtime.engine_args import THINK_END, THINK_START
 from runtime.metrics import Metrics
-from runtime.request_spec import EFFORT_NAMES, parse_generate
+from runtime.recorder import FeedbackError, Recorder, RequestContext
+from runtime.request_spec import EFFORT_NAMES, GenerateSpec, parse_generate
+from runtime.verifiers.base import VerificationSpec
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,15 @@ class ActiveRequest:
     aborted: bool = False
 
 
+def verification_proto(verdict) -> pb.VerificationResult | None:
+    if verdict is None:
+        return None
+    return pb.VerificationResult(kind=verdict.verifier, reward=verdict.reward,
+                                 verdict=verdict.verdict, extracted_answer=verdict.extracted_answer,
+                                 verifier_version=verdict.version, seconds=verdict.seconds,
+                                 detail=verdict.detail, flags=verdict.flags)
+
+
 def to_proto(request_id: str, event: gen.Event, hide_thinking: bool) -> pb.GenerateEvent:
     if isinstance(event, gen.Delta):
         text = "" if hide_thinking and event.channel == gen.THINKING else event.text
@@ -76,12 +86,15 @@ def to_proto(request_id: str, event: gen.Event, hide_thinking: bool) -> pb.Gener
                          time_to_first_answer_token_s=event.time_to_first_answer_token_s,
                          total_s=event.total_s),
         thinking_end=END_REASONS[event.thinking_end],
-        forced_continuations=event.forced_continuations))
+        forced_continuations=event.forced_continuations,
+        verification=verification_proto(event.verification)))
 
 
 class ReasoningService(pb_grpc.ReasoningServicer):
-    def __init__(self, config: ServerConfig, engine: Engine, metrics: Metrics):
-        self.config, self.engine, self.metrics = config, engine, metrics
+    def __init__(self, config: ServerConfig, engine: Engine, metrics: Metrics,
+                 auth: AuthInterceptor):
+        self.config, self.engine, self.metrics, self.auth = config, engine, metrics, auth
+        self.recorder: Recorder | None = None  # created once the engine (tokenizer) is up
         self.active: dict[str, ActiveRequest] = {}
         self.ready = False
         self.draining = False
@@ -107,8 +120,12 @@ class ReasoningService(pb_grpc.ReasoningServicer):
         active = self.active[spec.request_id] = ActiveRequest()
         self.metrics.queue_depth.inc()
         code = grpc.StatusCode.CANCELLED
+        thinking_options, sampling_options = spec.options()
+        request_context = RequestContext(
+            spec.request_id, self.auth.principal(context.invocation_metadata(), context.peer()),
+            spec.prompt_text, thinking_options, sampling_options, spec.verification)
         try:
-            async with aclosing(self._events(spec, active)) as events:
+            async with aclosing(self._events(spec, active, request_context)) as events:
                 async for event in events:
                     yield event
             code = grpc.StatusCode.OK
@@ -116,25 +133,29 @@ class ReasoningService(pb_grpc.ReasoningServicer):
             del self.active[spec.request_id]
             self.metrics.requests.labels("Generate", code.name).inc()
 
-    async def _events(self, spec, active: ActiveRequest):
+    async def _events(self, spec: GenerateSpec, active: ActiveRequest,
+                      request: RequestContext):
         """Run all choices concurrently and yield their events as proto messages."""
         active.runs = [gen.ChoiceRun(self.engine, spec.prompt_ids, spec.plan, spec.sampling,
                                      spec.request_id, i) for i in range(spec.n)]
         queue: asyncio.Queue = asyncio.Queue()
-        active.tasks = [asyncio.create_task(self._pump(run, queue)) for run in active.runs]
+        active.tasks = [asyncio.create_task(self._pump(run, queue, request))
+                        for run in active.runs]
         started, remaining = False, spec.n
         last_token_at = [0.0] * spec.n
+        held: dict[int, list] = {i: [] for i in range(spec.n)}  # best-of-n: until verified
+        finals: dict[int, gen.Finished] = {}
         try:
             while remaining:
                 index, event = await queue.get()
                 if event is None or isinstance(event, BaseException):
-                    remaining -= 1
                     if isinstance(event, asyncio.CancelledError) and active.aborted:
-                        finished = active.runs[index].finish(gen.ABORTED)  # usage so far
-                        yield to_proto(spec.request_id, finished, False)
+                        event = active.runs[index].finish(gen.ABORTED)  # usage so far
                     elif isinstance(event, BaseException):
                         raise event
-                    continue
+                    else:
+                        remaining -= 1
+                        continue
                 if not started:
                     started = True
                     self.metrics.queue_depth.dec()
@@ -142,19 +163,40 @@ class ReasoningService(pb_grpc.ReasoningServicer):
                 self._observe(event, last_token_at)
                 if isinstance(event, gen.Finished):
                     remaining -= 1
-                yield to_proto(spec.request_id, event, spec.hide_thinking)
+                    finals[index] = event
+                message = to_proto(spec.request_id, event, spec.hide_thinking)
+                if spec.best_of_n:
+                    held[index].append(message)
+                else:
+                    yield message
+            if spec.verification is not None:
+                rewards = {i: f.verification.reward if f.verification else -1.0
+                           for i, f in finals.items()}
+                best = max(rewards, key=lambda i: (rewards[i], -i), default=0)
+                for message in held[best] if spec.best_of_n else ():
+                    yield message
+                yield pb.GenerateEvent(request_id=spec.request_id, summary=pb.Summary(
+                    choices=spec.n, best_index=best, verified_correct=sum(
+                        bool(f.verification) and f.verification.verdict == "correct"
+                        for f in finals.values())))
         finally:
             for task in active.tasks:
                 task.cancel()
             await asyncio.gather(*active.tasks, return_exceptions=True)
             (self.metrics.running if started else self.metrics.queue_depth).dec()
 
-    @staticmethod
-    async def _pump(run: gen.ChoiceRun, queue: asyncio.Queue) -> None:
-        """Move one choice's events into the shared queue; a final None (or error) marks its end."""
+    async def _pump(self, run: gen.ChoiceRun, queue: asyncio.Queue,
+                    request: RequestContext) -> None:
+        """Move one choice's events into the shared queue; a final None (or error) marks its end.
+        A finished choice is verified (when the request has a spec) and recorded first."""
         try:
             async with aclosing(run.events()) as events:
                 async for event in events:
+                    if isinstance(event, gen.Finished):
+                        if request.spec is not None:
+                            event.verification = await self.recorder.verify(
+                                run.state.answer_text, request.spec, event.weight_version)
+                        self.recorder.record(request, run, event)
                     queue.put_nowait((run.index, event))
                     if isinstance(event, gen.Finished):
                         return
@@ -168,7 +210,9 @@ class ReasoningService(pb_grpc.ReasoningServicer):
         m, now = self.metrics, time.perf_counter()
         if isinstance(event, gen.Delta) and event.token_count and not event.forced:
             if last_token_at[event.index]:
-                m.itl.observe(now - last_token_at[event.index])
+                gap = (now - last_token_at[event.index]) / event.token_count
+                for _ in range(event.token_count):
+                    m.itl.observe(gap)
             last_token_at[event.index] = now
         elif isinstance(event, gen.ThinkingEnded):
             m.thinking_end.labels(event.reason).inc()
@@ -191,13 +235,38 @@ class ReasoningService(pb_grpc.ReasoningServicer):
         self.metrics.requests.labels("Abort", "OK").inc()
         return pb.AbortResponse(aborted=aborted)
 
+    async def SubmitFeedback(self, request, context):
+        if not self.ready:
+            await self._reject(context, "SubmitFeedback", grpc.StatusCode.UNAVAILABLE,
+                               "engine is starting")
+        which = request.WhichOneof("feedback")
+        if which is None:
+            await self._reject(context, "SubmitFeedback", grpc.StatusCode.INVALID_ARGUMENT,
+                               "feedback: set reward or verification")
+        spec = None
+        if which == "verification":
+            v = request.verification
+            spec = VerificationSpec(kind=v.kind, reference=v.reference, tolerance=v.tolerance,
+                                    tests=tuple(v.tests))
+        principal = self.auth.principal(context.invocation_metadata(), context.peer())
+        try:
+            verdict, trainable = await self.recorder.feedback(
+                request.request_id, request.index, principal,
+                request.reward if which == "reward" else None, spec, request.replace)
+        except FeedbackError as err:
+            await self._reject(context, "SubmitFeedback", err.code, str(err))
+        self.metrics.requests.labels("SubmitFeedback", "OK").inc()
+        return pb.FeedbackResponse(result=verification_proto(verdict), trainable=trainable)
+
     async def GetModelInfo(self, request, context):
         c = self.config
         self.metrics.requests.labels("GetModelInfo", "OK").inc()
         return pb.ModelInfo(
             model_name=self.engine.model_dir.name, model_path=str(self.engine.model_dir.resolve()),
-            weight_version=self.engine.weight_version, think_start=THINK_START,
-            think_end=THINK_END, context_length=self.engine.max_model_len,
+            weight_version=self.engine.weight_version,
+            think_start=self.engine.think_start if self.engine.supports_thinking else "",
+            think_end=self.engine.think_end if self.engine.supports_thinking else "",
+            context_length=self.engine.max_model_len,
             max_budget=c.max_budget, default_budget=c.default_budget,
             default_max_answer_tokens=c.default_max_answer_tokens,
             effort_presets=[pb.EffortPreset(effort=e, budget=c.effort_budget(name))
@@ -213,8 +282,11 @@ class Server:
         self.config = config
         self.metrics = Metrics()
         self.engine = Engine(config.model, max_model_len=config.max_model_len,
-                             kv_cache_gib=config.kv_cache_gib, seed=config.seed)
-        self.service = ReasoningService(config, self.engine, self.metrics)
+                             kv_cache_gib=config.kv_cache_gib, seed=config.seed,
+                             think_start=config.think_start, think_end=config.think_end)
+        self.auth = AuthInterceptor(config.api_tokens, config.admin_tokens, config.train_tokens,
+                                    config.trust_local_anonymous)
+        self.service = ReasoningService(config, self.engine, self.metrics, self.auth)
         self.health = health.aio.HealthServicer()
         self.grpc: grpc.aio.Server | None = None
         self.stopping: asyncio.Event | None = None
@@ -222,8 +294,7 @@ class Server:
 
     async def start(self) -> None:
         """Listen first (health answers NOT_SERVING while warming up), then load the engine."""
-        self.grpc = grpc.aio.server(options=SERVER_OPTIONS, interceptors=[
-            AuthInterceptor(self.config.api_tokens, self.config.admin_tokens)])
+        self.grpc = grpc.aio.server(options=SERVER_OPTIONS, interceptors=[self.auth])
         pb_grpc.add_ReasoningServicer_to_server(self.service, self.grpc)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)
         names = (pb.DESCRIPTOR.services_by_name["Reasoning"].full_name,
@@ -245,6 +316,7 @@ class Server:
         log.info("listening on %s:%d (metrics on :%d); loading %s", self.config.host, self.port,
                  self.config.metrics_port, self.config.model)
         await self.engine.start()
+        self.service.recorder = Recorder(self.config, self.metrics, self.engine.tokenizer)
         self.metrics.set_weight_version(self.engine.weight_version)
         self.service.ready = True
         await self.health.set(SERVICE, health_pb2.HealthCheckResponse.SERVING)
@@ -262,6 +334,8 @@ class Server:
             await asyncio.sleep(0.05)
         await self.health.enter_graceful_shutdown()
         await self.grpc.stop(grace=1.0)
+        if self.service.recorder is not None:
+            self.service.recorder.close()  # commits every queued trace
         self.engine.shutdown()
         log.info("stopped")
 

@@ -2,35 +2,49 @@
 
 from __future__ import annotations
 
+import subprocess
 import threading
 import time
+from pathlib import Path
 
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2
 
 from clients.client import Client, RlvrError
-from tests.conftest import ServerProcess, health_status
+from tests.conftest import ServerProcess
 
 pytestmark = pytest.mark.engine
 
 
-def test_warm_up_then_sigterm_drains_in_flight_stream(tmp_path):
-    server = ServerProcess(tmp_path, drain_grace_s=60.0)
+def self_signed_cert(tmp_path) -> tuple[Path, Path]:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    return cert, key
+
+
+def test_tls_warm_up_then_sigterm_drains_in_flight_stream(tmp_path):
+    """One server with TLS on: warm-up states, a TLS client, then SIGTERM drain."""
+    cert, key = self_signed_cert(tmp_path)
+    server = ServerProcess(tmp_path, root_cert=cert.read_bytes(), drain_grace_s=60.0,
+                           tls_cert=str(cert), tls_key=str(key))
+    connect = dict(tls=True, root_cert=cert.read_bytes())
     try:
         # Listening before the engine is ready: liveness SERVING, readiness NOT_SERVING,
         # Generate UNAVAILABLE.
         deadline, seen_warming = time.monotonic() + 120, False
         while time.monotonic() < deadline:
             try:
-                status = health_status(server.port, "rlvr.v1.Reasoning")
+                status = server.health("rlvr.v1.Reasoning")
             except grpc.RpcError:
                 time.sleep(0.1)
                 continue
             if status == health_pb2.HealthCheckResponse.NOT_SERVING:
                 seen_warming = True
-                assert health_status(server.port, "") == health_pb2.HealthCheckResponse.SERVING
-                with Client(server.target) as client, pytest.raises(RlvrError) as err:
+                assert server.health("") == health_pb2.HealthCheckResponse.SERVING
+                with Client(server.target, **connect) as client, pytest.raises(RlvrError) as err:
                     client.ask("What is 1+2?")
                 assert err.value.code == grpc.StatusCode.UNAVAILABLE
             break
@@ -38,15 +52,18 @@ def test_warm_up_then_sigterm_drains_in_flight_stream(tmp_path):
         server.wait_ready()
 
         results = []
-        with Client(server.target) as client:
+        with Client(server.target) as plain, pytest.raises(RlvrError):
+            plain.ask("What is 1+2?", timeout=5)  # a plaintext client cannot talk to TLS
+        with Client(server.target, **connect) as client:
+            assert client.ask("What is 12+34?", budget=8).usage.thinking_tokens <= 8
             thread = threading.Thread(target=lambda: results.append(
-                client.ask("What is 4821+377?", budget=500, min_thinking=450)))
+                client.ask("What is 4821+377?", budget=500, min_thinking=450, n=16,
+                           temperature=1.0)))
             thread.start()
             time.sleep(0.5)
             server.proc.terminate()  # SIGTERM while the stream is in flight
             time.sleep(0.3)
-            assert health_status(server.port, "rlvr.v1.Reasoning") == \
-                health_pb2.HealthCheckResponse.NOT_SERVING
+            assert server.health("rlvr.v1.Reasoning") == health_pb2.HealthCheckResponse.NOT_SERVING
             with pytest.raises(RlvrError) as err:
                 client.ask("What is 1+2?")
             assert err.value.code == grpc.StatusCode.UNAVAILABLE

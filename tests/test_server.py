@@ -13,7 +13,7 @@ from grpc_health.v1 import health_pb2
 
 from clients.client import AsyncClient, Client, RlvrError, collect
 from rlvr.v1 import reasoning_pb2 as pb
-from tests.conftest import API_TOKEN, health_status, metric_value
+from tests.conftest import API_TOKEN, metric_value
 
 pytestmark = pytest.mark.engine
 
@@ -257,7 +257,7 @@ def test_unknown_effort_enum_and_missing_input(server):
                 list(stub.Generate(bad, metadata=md))
             assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
             assert field in err.value.details()
-    assert health_status(server.port, "rlvr.v1.Reasoning") == health_pb2.HealthCheckResponse.SERVING
+    assert server.health("rlvr.v1.Reasoning") == health_pb2.HealthCheckResponse.SERVING
 
 
 def test_auth_is_required_except_for_health(server):
@@ -266,7 +266,7 @@ def test_auth_is_required_except_for_health(server):
             with pytest.raises(RlvrError) as err:
                 c.ask("What is 1+2?")
             assert err.value.code == grpc.StatusCode.UNAUTHENTICATED
-    assert health_status(server.port, "") == health_pb2.HealthCheckResponse.SERVING
+    assert server.health("") == health_pb2.HealthCheckResponse.SERVING
 
 
 def test_admission_queue_full_is_resource_exhausted(server):
@@ -291,7 +291,7 @@ def test_metrics_move(server, client):
     client.ask("What is 654321+123456?", budget=30)
     client.ask("What is 12+34?", budget=120, min_thinking=60)
     after = wait_for_idle(server)
-    ok = 'method="Generate",code="OK"'
+    ok = 'code="OK",method="Generate"'
     assert metric_value(after, "rlvr_requests_total", ok) >= metric_value(before, "rlvr_requests_total", ok) + 2
     assert metric_value(after, "rlvr_thinking_end_total", 'reason="forced"') > \
         metric_value(before, "rlvr_thinking_end_total", 'reason="forced"')
@@ -300,4 +300,4 @@ def test_metrics_move(server, client):
     assert metric_value(after, "rlvr_time_to_first_token_seconds_count") >= 2
     assert metric_value(after, "rlvr_inter_token_latency_seconds_count") > 0
     assert metric_value(after, "rlvr_weight_version_info", 'version="v0"') == 1
-    assert 'rlvr_requests_total{method="Generate",code="INVALID_ARGUMENT"}' in after
+    assert 'rlvr_requests_total{code="INVALID_ARGUMENT",method="Generate"}' in after

@@ -58,4 +58,4 @@ def test_loads_in_transformers_and_thinks(tokenizer):
     with torch.no_grad():
         out = model.generate(**prompt, max_new_tokens=60, do_sample=False)
     text = tokenizer.decode(out[0][prompt["input_ids"].shape[1]:])
-    assert text.startswith("3+6+0=9,9\n"), text
+    assert text.startswith("123+456:3+6+0=9,9\n"), text

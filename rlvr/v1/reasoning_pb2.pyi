@@ -49,6 +49,40 @@ FINISH_REASON_STOP: FinishReason
 FINISH_REASON_LENGTH: FinishReason
 FINISH_REASON_ABORTED: FinishReason
 
+class VerificationSpec(_message.Message):
+    __slots__ = ("kind", "reference", "tolerance", "tests", "best_of_n")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    TOLERANCE_FIELD_NUMBER: _ClassVar[int]
+    TESTS_FIELD_NUMBER: _ClassVar[int]
+    BEST_OF_N_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    reference: str
+    tolerance: float
+    tests: _containers.RepeatedScalarFieldContainer[str]
+    best_of_n: bool
+    def __init__(self, kind: _Optional[str] = ..., reference: _Optional[str] = ..., tolerance: _Optional[float] = ..., tests: _Optional[_Iterable[str]] = ..., best_of_n: _Optional[bool] = ...) -> None: ...
+
+class VerificationResult(_message.Message):
+    __slots__ = ("kind", "reward", "verdict", "extracted_answer", "verifier_version", "seconds", "detail", "flags")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    REWARD_FIELD_NUMBER: _ClassVar[int]
+    VERDICT_FIELD_NUMBER: _ClassVar[int]
+    EXTRACTED_ANSWER_FIELD_NUMBER: _ClassVar[int]
+    VERIFIER_VERSION_FIELD_NUMBER: _ClassVar[int]
+    SECONDS_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    FLAGS_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    reward: float
+    verdict: str
+    extracted_answer: str
+    verifier_version: str
+    seconds: float
+    detail: str
+    flags: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, kind: _Optional[str] = ..., reward: _Optional[float] = ..., verdict: _Optional[str] = ..., extracted_answer: _Optional[str] = ..., verifier_version: _Optional[str] = ..., seconds: _Optional[float] = ..., detail: _Optional[str] = ..., flags: _Optional[_Iterable[str]] = ...) -> None: ...
+
 class ChatMessage(_message.Message):
     __slots__ = ("role", "content")
     ROLE_FIELD_NUMBER: _ClassVar[int]
@@ -96,20 +130,22 @@ class ThinkingOptions(_message.Message):
     def __init__(self, budget: _Optional[int] = ..., min_tokens: _Optional[int] = ..., wrap_up: _Optional[str] = ..., continuation: _Optional[str] = ..., effort: _Optional[_Union[Effort, str]] = ..., hide_thinking: _Optional[bool] = ...) -> None: ...
 
 class GenerateRequest(_message.Message):
-    __slots__ = ("request_id", "prompt", "chat", "sampling", "max_answer_tokens", "thinking")
+    __slots__ = ("request_id", "prompt", "chat", "sampling", "max_answer_tokens", "thinking", "verification")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     PROMPT_FIELD_NUMBER: _ClassVar[int]
     CHAT_FIELD_NUMBER: _ClassVar[int]
     SAMPLING_FIELD_NUMBER: _ClassVar[int]
     MAX_ANSWER_TOKENS_FIELD_NUMBER: _ClassVar[int]
     THINKING_FIELD_NUMBER: _ClassVar[int]
+    VERIFICATION_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     prompt: str
     chat: Messages
     sampling: SamplingOptions
     max_answer_tokens: int
     thinking: ThinkingOptions
-    def __init__(self, request_id: _Optional[str] = ..., prompt: _Optional[str] = ..., chat: _Optional[_Union[Messages, _Mapping]] = ..., sampling: _Optional[_Union[SamplingOptions, _Mapping]] = ..., max_answer_tokens: _Optional[int] = ..., thinking: _Optional[_Union[ThinkingOptions, _Mapping]] = ...) -> None: ...
+    verification: VerificationSpec
+    def __init__(self, request_id: _Optional[str] = ..., prompt: _Optional[str] = ..., chat: _Optional[_Union[Messages, _Mapping]] = ..., sampling: _Optional[_Union[SamplingOptions, _Mapping]] = ..., max_answer_tokens: _Optional[int] = ..., thinking: _Optional[_Union[ThinkingOptions, _Mapping]] = ..., verification: _Optional[_Union[VerificationSpec, _Mapping]] = ...) -> None: ...
 
 class Delta(_message.Message):
     __slots__ = ("index", "channel", "text", "token_count", "forced")
@@ -158,7 +194,7 @@ class Timing(_message.Message):
     def __init__(self, time_to_first_token_s: _Optional[float] = ..., time_to_first_answer_token_s: _Optional[float] = ..., total_s: _Optional[float] = ...) -> None: ...
 
 class Finished(_message.Message):
-    __slots__ = ("index", "finish_reason", "usage", "weight_version", "timing", "thinking_end", "forced_continuations")
+    __slots__ = ("index", "finish_reason", "usage", "weight_version", "timing", "thinking_end", "forced_continuations", "verification")
     INDEX_FIELD_NUMBER: _ClassVar[int]
     FINISH_REASON_FIELD_NUMBER: _ClassVar[int]
     USAGE_FIELD_NUMBER: _ClassVar[int]
@@ -166,6 +202,7 @@ class Finished(_message.Message):
     TIMING_FIELD_NUMBER: _ClassVar[int]
     THINKING_END_FIELD_NUMBER: _ClassVar[int]
     FORCED_CONTINUATIONS_FIELD_NUMBER: _ClassVar[int]
+    VERIFICATION_FIELD_NUMBER: _ClassVar[int]
     index: int
     finish_reason: FinishReason
     usage: Usage
@@ -173,19 +210,32 @@ class Finished(_message.Message):
     timing: Timing
     thinking_end: ThinkingEndReason
     forced_continuations: int
-    def __init__(self, index: _Optional[int] = ..., finish_reason: _Optional[_Union[FinishReason, str]] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., weight_version: _Optional[str] = ..., timing: _Optional[_Union[Timing, _Mapping]] = ..., thinking_end: _Optional[_Union[ThinkingEndReason, str]] = ..., forced_continuations: _Optional[int] = ...) -> None: ...
+    verification: VerificationResult
+    def __init__(self, index: _Optional[int] = ..., finish_reason: _Optional[_Union[FinishReason, str]] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., weight_version: _Optional[str] = ..., timing: _Optional[_Union[Timing, _Mapping]] = ..., thinking_end: _Optional[_Union[ThinkingEndReason, str]] = ..., forced_continuations: _Optional[int] = ..., verification: _Optional[_Union[VerificationResult, _Mapping]] = ...) -> None: ...
+
+class Summary(_message.Message):
+    __slots__ = ("choices", "verified_correct", "best_index")
+    CHOICES_FIELD_NUMBER: _ClassVar[int]
+    VERIFIED_CORRECT_FIELD_NUMBER: _ClassVar[int]
+    BEST_INDEX_FIELD_NUMBER: _ClassVar[int]
+    choices: int
+    verified_correct: int
+    best_index: int
+    def __init__(self, choices: _Optional[int] = ..., verified_correct: _Optional[int] = ..., best_index: _Optional[int] = ...) -> None: ...
 
 class GenerateEvent(_message.Message):
-    __slots__ = ("request_id", "delta", "thinking_ended", "finished")
+    __slots__ = ("request_id", "delta", "thinking_ended", "finished", "summary")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     DELTA_FIELD_NUMBER: _ClassVar[int]
     THINKING_ENDED_FIELD_NUMBER: _ClassVar[int]
     FINISHED_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     delta: Delta
     thinking_ended: ThinkingEnded
     finished: Finished
-    def __init__(self, request_id: _Optional[str] = ..., delta: _Optional[_Union[Delta, _Mapping]] = ..., thinking_ended: _Optional[_Union[ThinkingEnded, _Mapping]] = ..., finished: _Optional[_Union[Finished, _Mapping]] = ...) -> None: ...
+    summary: Summary
+    def __init__(self, request_id: _Optional[str] = ..., delta: _Optional[_Union[Delta, _Mapping]] = ..., thinking_ended: _Optional[_Union[ThinkingEnded, _Mapping]] = ..., finished: _Optional[_Union[Finished, _Mapping]] = ..., summary: _Optional[_Union[Summary, _Mapping]] = ...) -> None: ...
 
 class AbortRequest(_message.Message):
     __slots__ = ("request_ids",)
@@ -198,6 +248,28 @@ class AbortResponse(_message.Message):
     ABORTED_FIELD_NUMBER: _ClassVar[int]
     aborted: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, aborted: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class FeedbackRequest(_message.Message):
+    __slots__ = ("request_id", "index", "reward", "verification", "replace")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    REWARD_FIELD_NUMBER: _ClassVar[int]
+    VERIFICATION_FIELD_NUMBER: _ClassVar[int]
+    REPLACE_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    index: int
+    reward: float
+    verification: VerificationSpec
+    replace: bool
+    def __init__(self, request_id: _Optional[str] = ..., index: _Optional[int] = ..., reward: _Optional[float] = ..., verification: _Optional[_Union[VerificationSpec, _Mapping]] = ..., replace: _Optional[bool] = ...) -> None: ...
+
+class FeedbackResponse(_message.Message):
+    __slots__ = ("result", "trainable")
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    TRAINABLE_FIELD_NUMBER: _ClassVar[int]
+    result: VerificationResult
+    trainable: bool
+    def __init__(self, result: _Optional[_Union[VerificationResult, _Mapping]] = ..., trainable: _Optional[bool] = ...) -> None: ...
 
 class GetModelInfoRequest(_message.Message):
     __slots__ = ()

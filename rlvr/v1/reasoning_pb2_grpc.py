@@ -49,6 +49,11 @@ class ReasoningStub:
                 request_serializer=rlvr_dot_v1_dot_reasoning__pb2.GetModelInfoRequest.SerializeToString,
                 response_deserializer=rlvr_dot_v1_dot_reasoning__pb2.ModelInfo.FromString,
                 _registered_method=True)
+        self.SubmitFeedback = channel.unary_unary(
+                '/rlvr.v1.Reasoning/SubmitFeedback',
+                request_serializer=rlvr_dot_v1_dot_reasoning__pb2.FeedbackRequest.SerializeToString,
+                response_deserializer=rlvr_dot_v1_dot_reasoning__pb2.FeedbackResponse.FromString,
+                _registered_method=True)
 
 
 class ReasoningServicer:
@@ -74,6 +79,15 @@ class ReasoningServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SubmitFeedback(self, request, context):
+        """A reward (or a spec to verify against) that arrives after the response. The trace must
+        exist (NOT_FOUND otherwise); a second feedback is rejected (ALREADY_EXISTS) unless
+        `replace` is set, in which case it explicitly replaces the first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ReasoningServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -91,6 +105,11 @@ def add_ReasoningServicer_to_server(servicer, server):
                     servicer.GetModelInfo,
                     request_deserializer=rlvr_dot_v1_dot_reasoning__pb2.GetModelInfoRequest.FromString,
                     response_serializer=rlvr_dot_v1_dot_reasoning__pb2.ModelInfo.SerializeToString,
+            ),
+            'SubmitFeedback': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitFeedback,
+                    request_deserializer=rlvr_dot_v1_dot_reasoning__pb2.FeedbackRequest.FromString,
+                    response_serializer=rlvr_dot_v1_dot_reasoning__pb2.FeedbackResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -174,6 +193,33 @@ class Reasoning:
             '/rlvr.v1.Reasoning/GetModelInfo',
             rlvr_dot_v1_dot_reasoning__pb2.GetModelInfoRequest.SerializeToString,
             rlvr_dot_v1_dot_reasoning__pb2.ModelInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitFeedback(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rlvr.v1.Reasoning/SubmitFeedback',
+            rlvr_dot_v1_dot_reasoning__pb2.FeedbackRequest.SerializeToString,
+            rlvr_dot_v1_dot_reasoning__pb2.FeedbackResponse.FromString,
             options,
             channel_credentials,
             insecure,

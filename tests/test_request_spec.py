@@ -1,0 +1,35 @@
+"""Request validation without an engine: a model without thinking delimiters."""
+
+import pytest
+
+from clients.client import build_request
+from rl_loop import tiny_model
+from runtime.budget import InvalidRequest
+from runtime.config import ServerConfig
+from runtime.request_spec import parse_generate
+
+TOKENIZER = tiny_model.build_tokenizer()
+
+
+class NoThinkingEngine:
+    supports_thinking = False
+
+    def render_chat(self, messages):
+        return TOKENIZER(messages[-1]["content"], add_special_tokens=False)["input_ids"]
+
+    def encode_text(self, text):
+        return TOKENIZER(text, add_special_tokens=False)["input_ids"] if text else []
+
+
+@pytest.mark.parametrize("options,field", [(dict(budget=16), "thinking.budget"),
+                                           (dict(budget=0), "thinking.budget"),
+                                           (dict(effort="low"), "thinking.effort")])
+def test_budget_on_a_model_without_delimiters_is_rejected(options, field):
+    with pytest.raises(InvalidRequest) as err:
+        parse_generate(build_request("hi", **options), ServerConfig(), NoThinkingEngine(), 512)
+    assert err.value.field == field and "cannot be enforced" in str(err.value)
+
+
+def test_plain_request_on_a_model_without_delimiters_just_answers():
+    spec = parse_generate(build_request("hi"), ServerConfig(), NoThinkingEngine(), 512)
+    assert spec.plan.budget == 0 and spec.plan.requested_budget == 0

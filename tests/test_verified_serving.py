@@ -1,0 +1,133 @@
+"""Serve-time verification, trust gating, the trace log and delayed feedback, end to end."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import grpc
+import pytest
+
+from clients.client import Client, RlvrError
+from rl_loop.tasks import reference_for
+from runtime.traces import TraceReader
+from tests.conftest import API_TOKEN, REPO, TRAIN_TOKEN, metric_value
+
+pytestmark = pytest.mark.engine
+
+
+@pytest.fixture()
+def trainer_client(server):
+    with Client(server.target, token=TRAIN_TOKEN) as c:
+        yield c
+
+
+def wait_for_trace(server, request_id: str, predicate=lambda t: True, timeout: float = 10.0):
+    reader = TraceReader(server.state_dir / "traces.sqlite")
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            traces = [t for t in reader.find(request_id) if predicate(t)]
+            if traces:
+                return traces
+            time.sleep(0.05)
+    finally:
+        reader.close()
+    raise AssertionError(f"no trace for {request_id}")
+
+
+def test_verdict_matches_the_true_answer(trainer_client):
+    prompt = "What is 4821+377?"
+    truth = reference_for(prompt)
+    plain = trainer_client.ask(prompt, budget=128)
+    result = trainer_client.ask(prompt, budget=128, verify=f"numeric:{truth}",
+                                request_id="verify-1")
+    assert result.answer == plain.answer  # greedy: verification does not change generation
+    v = result.verification
+    assert v["kind"] == "numeric" and v["extracted_answer"] == result.answer.strip()
+    assert v["verdict"] == ("correct" if result.answer.strip() == truth else "incorrect")
+    assert v["reward"] == (1.0 if v["verdict"] == "correct" else 0.0)
+    assert result.verified_correct == (1 if v["verdict"] == "correct" else 0)
+
+
+def test_trust_gating(server, trainer_client, client):
+    prompt = "What is 123+456?"
+    trainer_client.ask(prompt, budget=64, verify="numeric:579", request_id="trusted-1")
+    trainer_client.ask(prompt, budget=64, verify="numeric:580", request_id="poison-1")
+    client.ask(prompt, budget=64, verify="numeric:579", request_id="untrusted-1")
+    trusted, = wait_for_trace(server, "trusted-1")
+    poison, = wait_for_trace(server, "poison-1")
+    untrusted, = wait_for_trace(server, "untrusted-1")
+    assert trusted.trainable and trusted.untrusted_reason == ""
+    assert trusted.thinking_ids and trusted.prompt_ids and trusted.weight_version == "v0"
+    assert trusted.thinking_options["budget"] == 64 and trusted.spec["reference"] == "579"
+    assert not poison.trainable and poison.untrusted_reason == "reference_mismatch"
+    assert not untrusted.trainable and untrusted.untrusted_reason == "untrusted_source"
+    assert untrusted.source.startswith("token:") and untrusted.source != trusted.source
+
+
+def test_bad_verification_spec_is_invalid_argument(client):
+    for verify, field in [("telepathy:1", "verification.kind"), ("numeric:abc", "verification.reference"),
+                          ("choice:BB", "verification.reference")]:
+        with pytest.raises(RlvrError) as err:
+            client.ask("What is 1+2?", verify=verify)
+        assert err.value.code == grpc.StatusCode.INVALID_ARGUMENT and field in err.value.message
+
+
+def test_best_of_n_returns_only_the_best_verified_choice(trainer_client):
+    prompt = "What is 4821+377?"
+    events = list(trainer_client.stream(prompt, budget=128, n=6, temperature=1.0, seed=3,
+                                        verify=f"numeric:{reference_for(prompt)}",
+                                        best_of_n=True))
+    finished = [e.finished for e in events if e.WhichOneof("event") == "finished"]
+    summary = events[-1].summary
+    assert len(finished) == 1 and summary.choices == 6
+    assert finished[0].index == summary.best_index
+    assert (finished[0].verification.verdict == "correct") == (summary.verified_correct > 0)
+
+
+def test_feedback_turns_a_served_request_into_a_trace(server, trainer_client, client):
+    trainer_client.ask("What is 12+34?", budget=64, request_id="fb-1")
+    response = trainer_client.feedback("fb-1", reward=1.0)
+    assert response.trainable and response.result.reward == 1.0
+    trace, = wait_for_trace(server, "fb-1")
+    assert trace.reward == 1.0 and trace.verdict == "feedback" and trace.feedback_at
+    with pytest.raises(RlvrError) as err:
+        trainer_client.feedback("fb-1", reward=0.0)
+    assert err.value.code == grpc.StatusCode.ALREADY_EXISTS
+    replaced = trainer_client.feedback("fb-1", verify="numeric:46", replace=True)
+    assert replaced.result.kind == "numeric" and replaced.result.verdict in ("correct", "incorrect")
+    wait_for_trace(server, "fb-1", lambda t: t.verdict == replaced.result.verdict)
+    with pytest.raises(RlvrError) as err:
+        trainer_client.feedback("no-such-request", reward=1.0)
+    assert err.value.code == grpc.StatusCode.NOT_FOUND
+    with pytest.raises(RlvrError) as err:
+        trainer_client.feedback("fb-1", reward=7.0, replace=True)
+    assert err.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    # feedback from an untrusted caller is recorded but never trainable
+    client.ask("What is 12+34?", budget=64, request_id="fb-2")
+    assert client.feedback("fb-2", reward=1.0).trainable is False
+
+
+def test_cli_verify_json_and_traces(server):
+    out = subprocess.run([sys.executable, "-m", "clients.cli", "ask", "--server", server.target,
+                          "--token", API_TOKEN, "--budget", "64", "--verify", "numeric:579",
+                          "--json", "What is 123+456?"], cwd=REPO, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    v = json.loads(out.stdout)["verification"]
+    assert set(v) >= {"kind", "reward", "verdict", "extracted_answer"} and v["kind"] == "numeric"
+    time.sleep(0.5)
+    out = subprocess.run([sys.executable, "-m", "clients.cli", "traces", "--state-dir",
+                          str(server.state_dir), "--json", "--export",
+                          str(server.state_dir / "export.jsonl")], cwd=REPO,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    stats = json.loads(out.stdout)
+    assert stats["total"] >= 1 and stats["by_weight_version"].get("v0", 0) == stats["total"]
+    lines = (server.state_dir / "export.jsonl").read_text().splitlines()
+    assert len(lines) == stats["total"] and "prompt_ids" in json.loads(lines[0])
+    assert metric_value(server.metrics(), "rlvr_verifications_total",
+                        f'kind="numeric",verdict="{v["verdict"]}",weight_version="v0"') >= 1
