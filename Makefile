@@ -10,7 +10,7 @@ ENGINE ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/n
 .PHONY: run test setup clean
 
 run: $(STAMP)
-	$(VENV)/bin/rlvr eval
+	$(VENV)/bin/rlvr serve
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest
