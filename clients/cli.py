@@ -81,7 +81,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import asyncio
 
     from runtime.config import ConfigError, load_config
-    from runtime.server import Server
+    from runtime.server import Server, StartupError
 
     overrides = {"model": args.model, "host": args.host, "port": args.port,
                  "metrics_port": args.metrics_port, "state_dir": args.state_dir}
@@ -89,7 +89,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         config = load_config(args.config, overrides)
     except ConfigError as err:
         raise CliError(str(err)) from None
-    asyncio.run(Server(config).run())
+    try:
+        asyncio.run(Server(config).run())
+    except StartupError as err:
+        raise CliError(str(err)) from None
     return 0
 
 

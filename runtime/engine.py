@@ -24,16 +24,19 @@ class Engine:
 
     def __init__(self, model_dir: Path, *, max_model_len: int = 0, kv_cache_gib: int = 1,
                  seed: int = 0, weight_version: str = "v0", think_start: str = THINK_START,
-                 think_end: str = THINK_END):
+                 think_end: str = THINK_END, stream_interval: int = 1):
         self.model_dir = Path(model_dir)
         self.max_model_len = max_model_len or model_context_length(self.model_dir)
         self.kv_cache_gib = kv_cache_gib
         self.seed = seed
         self.weight_version = weight_version
         self.think_start, self.think_end = think_start, think_end
+        self.stream_interval = stream_interval
         self.llm = None
         self.tokenizer = None
         self.supports_thinking = False
+        self.think_end_id: int | None = None  # None for a model without thinking delimiters
+        self.eos_id: int | None = None
 
     async def start(self) -> None:
         """Load the model into vLLM and run one warm-up request."""
@@ -45,7 +48,10 @@ class Engine:
         vocab = self.tokenizer.get_vocab()
         self.supports_thinking = bool(self.think_start and self.think_end) and all(
             t in vocab for t in (self.think_start, self.think_end))
-        if not self.supports_thinking:
+        self.eos_id = self.tokenizer.eos_token_id
+        if self.supports_thinking:
+            self.think_end_id = self.tokenizer.convert_tokens_to_ids(self.think_end)
+        else:
             log.warning("model %s: no single-token thinking delimiters (%r, %r) configured; "
                         "requests with thinking options will be rejected", self.model_dir,
                         self.think_start, self.think_end)
@@ -55,17 +61,6 @@ class Engine:
         # Loading takes seconds: keep the event loop free so health checks answer meanwhile.
         self.llm = await asyncio.to_thread(AsyncLLM.from_engine_args, args)
         await self.warm_up()
-
-    @property
-    def think_end_id(self) -> int | None:
-        """The `</think>` id, or None for a model without thinking delimiters."""
-        if not self.supports_thinking:
-            return None
-        return self.tokenizer.convert_tokens_to_ids(self.think_end)
-
-    @property
-    def eos_id(self) -> int:
-        return self.tokenizer.eos_token_id
 
     def encode_text(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
@@ -84,7 +79,7 @@ class Engine:
         return SamplingParams(max_tokens=max_tokens, temperature=temperature, top_p=top_p,
                               top_k=top_k, seed=seed, detokenize=False,
                               output_kind=RequestOutputKind.DELTA,
-                              skip_special_tokens=False)
+                              skip_special_tokens=False, stream_interval=self.stream_interval)
 
     async def stream(self, prompt_ids: list[int], params, request_id: str,
                      priority: int = 0) -> AsyncIterator[list[int]]:

@@ -47,7 +47,12 @@ SERVER_OPTIONS = [
     ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
     ("grpc.max_receive_message_length", 64 * 1024 * 1024),
     ("grpc.max_send_message_length", 64 * 1024 * 1024),
+    ("grpc.so_reuseport", 0),  # a second server on a busy port must fail, not share it
 ]
+
+
+class StartupError(RuntimeError):
+    """The server cannot start (port in use, unreadable TLS files, ...): a clear message."""
 
 
 @dataclass
@@ -283,7 +288,8 @@ class Server:
         self.metrics = Metrics()
         self.engine = Engine(config.model, max_model_len=config.max_model_len,
                              kv_cache_gib=config.kv_cache_gib, seed=config.seed,
-                             think_start=config.think_start, think_end=config.think_end)
+                             think_start=config.think_start, think_end=config.think_end,
+                             stream_interval=config.stream_interval)
         self.auth = AuthInterceptor(config.api_tokens, config.admin_tokens, config.train_tokens,
                                     config.trust_local_anonymous)
         self.service = ReasoningService(config, self.engine, self.metrics, self.auth)
@@ -302,17 +308,25 @@ class Server:
                  reflection.SERVICE_NAME)
         reflection.enable_server_reflection(names, self.grpc)
         address = f"{self.config.host}:{self.config.port}"
-        if self.config.tls_cert:
-            creds = grpc.ssl_server_credentials(
-                [(self.config.tls_key.read_bytes(), self.config.tls_cert.read_bytes())])
-            self.port = self.grpc.add_secure_port(address, creds)
-        else:
-            self.port = self.grpc.add_insecure_port(address)
+        try:
+            if self.config.tls_cert:
+                creds = grpc.ssl_server_credentials(
+                    [(self.config.tls_key.read_bytes(), self.config.tls_cert.read_bytes())])
+                self.port = self.grpc.add_secure_port(address, creds)
+            else:
+                self.port = self.grpc.add_insecure_port(address)
+        except (OSError, RuntimeError) as err:
+            raise StartupError(f"cannot listen on {address}: {err}") from None
         await self.grpc.start()
         await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
         await self.health.set(SERVICE, health_pb2.HealthCheckResponse.NOT_SERVING)
         if self.config.metrics_port:
-            self.metrics.serve(self.config.host, self.config.metrics_port)
+            try:
+                self.metrics.serve(self.config.host, self.config.metrics_port)
+            except OSError as err:
+                await self.grpc.stop(None)
+                raise StartupError(f"cannot serve metrics on port {self.config.metrics_port}: "
+                                   f"{err}") from None
         log.info("listening on %s:%d (metrics on :%d); loading %s", self.config.host, self.port,
                  self.config.metrics_port, self.config.model)
         await self.engine.start()
