@@ -16,6 +16,8 @@ from typing import AsyncIterator, Iterable, Iterator
 
 import grpc
 
+from rlvr.v1 import admin_pb2 as apb
+from rlvr.v1 import admin_pb2_grpc as apb_grpc
 from rlvr.v1 import reasoning_pb2 as pb
 from rlvr.v1 import reasoning_pb2_grpc as pb_grpc
 
@@ -173,7 +175,29 @@ class Client:
                  tls: bool = False, root_cert: bytes | None = None):
         self.channel = _channel(target, tls, root_cert, aio=False)
         self.stub = pb_grpc.ReasoningStub(self.channel)
+        self.admin = apb_grpc.AdminStub(self.channel)
         self.metadata = _metadata(token)
+
+    def list_versions(self) -> apb.ListVersionsResponse:
+        """Admin (needs an admin token): versions, their status and the promotion history."""
+        return self._call(self.admin.ListVersions, apb.ListVersionsRequest())
+
+    def promote(self, version: str) -> apb.SwapResponse:
+        """Admin: hot-swap a published version into serving."""
+        return self._call(self.admin.Promote, apb.PromoteRequest(version=version))
+
+    def rollback(self) -> apb.SwapResponse:
+        """Admin: go back to the previously promoted version."""
+        return self._call(self.admin.Rollback, apb.RollbackRequest())
+
+    def training_status(self) -> apb.TrainingStatus:
+        return self._call(self.admin.GetTrainingStatus, apb.TrainingControlRequest())
+
+    def pause_training(self) -> apb.TrainingStatus:
+        return self._call(self.admin.PauseTraining, apb.TrainingControlRequest())
+
+    def resume_training(self) -> apb.TrainingStatus:
+        return self._call(self.admin.ResumeTraining, apb.TrainingControlRequest())
 
     def stream(self, prompt, *, timeout: float | None = None, **options) -> Iterator[pb.GenerateEvent]:
         call = self.stub.Generate(build_request(prompt, **options), timeout=timeout,
@@ -226,7 +250,14 @@ class AsyncClient:
                  tls: bool = False, root_cert: bytes | None = None):
         self.channel = _channel(target, tls, root_cert, aio=True)
         self.stub = pb_grpc.ReasoningStub(self.channel)
+        self.admin = apb_grpc.AdminStub(self.channel)
         self.metadata = _metadata(token)
+
+    async def promote(self, version: str) -> apb.SwapResponse:
+        return await self._call(self.admin.Promote, apb.PromoteRequest(version=version))
+
+    async def rollback(self) -> apb.SwapResponse:
+        return await self._call(self.admin.Rollback, apb.RollbackRequest())
 
     async def stream(self, prompt, *, timeout: float | None = None,
                      **options) -> AsyncIterator[pb.GenerateEvent]:

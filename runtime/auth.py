@@ -64,7 +64,12 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
 
     def check(self, method: str, metadata) -> tuple[grpc.StatusCode, str] | None:
         """None when the call may proceed, else (status code, message)."""
-        if not self.enabled or method.startswith(OPEN_PREFIXES):
+        if method.startswith(OPEN_PREFIXES):
+            return None
+        if method.startswith(ADMIN_PREFIX) and not self.admin_tokens:
+            return (grpc.StatusCode.PERMISSION_DENIED,
+                    "the Admin service is disabled: configure admin_tokens to use it")
+        if not self.enabled:
             return None
         token = self._token(metadata)
         if not token:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from contextlib import aclosing
 from pathlib import Path
 from typing import AsyncIterator
@@ -37,6 +38,7 @@ class Engine:
         self.supports_thinking = False
         self.think_end_id: int | None = None  # None for a model without thinking delimiters
         self.eos_id: int | None = None
+        self._swap_lock = asyncio.Lock()
 
     async def start(self) -> None:
         """Load the model into vLLM and run one warm-up request."""
@@ -99,6 +101,20 @@ class Engine:
                                       seed=None)
         async for _ in self.stream(ids, params, "warm-up"):
             pass
+
+    async def swap_weights(self, weights_dir: Path, version: str) -> float:
+        """Load new weights into the live engine without failing any request: pause scheduling
+        (in-flight requests are kept, not aborted), reload, resume. Returns seconds taken."""
+        start = time.perf_counter()
+        async with self._swap_lock:
+            await self.llm.pause_generation(mode="keep", clear_cache=True)
+            try:
+                await self.llm.collective_rpc("reload_weights",
+                                              kwargs={"weights_path": str(weights_dir)})
+                self.weight_version = version
+            finally:
+                await self.llm.resume_generation()
+        return time.perf_counter() - start
 
     def shutdown(self) -> None:
         if self.llm is not None:

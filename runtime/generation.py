@@ -191,8 +191,11 @@ class ChoiceRun:
 
     def finish(self, reason: str) -> Finished:
         s = self.state
+        version = self.weight_version  # a swap during the request is reported as "old->new"
+        if self.engine.weight_version != version:
+            version = f"{version}->{self.engine.weight_version}"
         return Finished(self.index, reason, self.prompt_tokens, s.thinking, s.answer,
-                        s.thinking_end, s.continuations, self.weight_version,
+                        s.thinking_end, s.continuations, version,
                         s.first_token_at, s.first_answer_at,
                         time.perf_counter() - self.started)
 

@@ -48,6 +48,10 @@ class Metrics:
                                     "since start", registry=r)
         self.trace_queue_depth = Gauge("rlvr_trace_queue_depth", "Traces waiting for the "
                                        "writer", registry=r)
+        self.swap_seconds = Histogram("rlvr_swap_seconds", "Hot-swap time: pause, reload, resume",
+                                      buckets=LATENCY_BUCKETS, registry=r)
+        self.promotions = Counter("rlvr_promotions_total", "Versions promoted into serving",
+                                  registry=r)
         self.weight_version = Gauge("rlvr_weight_version_info", "Weight version being served",
                                     ["version"], registry=r)
 

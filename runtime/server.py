@@ -18,9 +18,12 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from rl_loop.checkpoints import CheckpointStore
+from rlvr.v1 import admin_pb2, admin_pb2_grpc
 from rlvr.v1 import reasoning_pb2 as pb
 from rlvr.v1 import reasoning_pb2_grpc as pb_grpc
 from runtime import generation as gen
+from runtime.admin import AdminService, WeightManager
 from runtime.auth import AuthInterceptor
 from runtime.budget import InvalidRequest
 from runtime.config import ServerConfig
@@ -293,6 +296,9 @@ class Server:
         self.auth = AuthInterceptor(config.api_tokens, config.admin_tokens, config.train_tokens,
                                     config.trust_local_anonymous)
         self.service = ReasoningService(config, self.engine, self.metrics, self.auth)
+        self.weights = WeightManager(self.engine, CheckpointStore(config.state_dir), self.metrics)
+        self.admin = AdminService(self.weights, config.state_dir,
+                                  ready=lambda: self.service.ready and not self.service.draining)
         self.health = health.aio.HealthServicer()
         self.grpc: grpc.aio.Server | None = None
         self.stopping: asyncio.Event | None = None
@@ -302,8 +308,10 @@ class Server:
         """Listen first (health answers NOT_SERVING while warming up), then load the engine."""
         self.grpc = grpc.aio.server(options=SERVER_OPTIONS, interceptors=[self.auth])
         pb_grpc.add_ReasoningServicer_to_server(self.service, self.grpc)
+        admin_pb2_grpc.add_AdminServicer_to_server(self.admin, self.grpc)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)
         names = (pb.DESCRIPTOR.services_by_name["Reasoning"].full_name,
+                 admin_pb2.DESCRIPTOR.services_by_name["Admin"].full_name,
                  health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
                  reflection.SERVICE_NAME)
         reflection.enable_server_reflection(names, self.grpc)
@@ -330,6 +338,7 @@ class Server:
         log.info("listening on %s:%d (metrics on :%d); loading %s", self.config.host, self.port,
                  self.config.metrics_port, self.config.model)
         await self.engine.start()
+        await self.weights.restore()  # after a restart: the last promoted version
         self.service.recorder = Recorder(self.config, self.metrics, self.engine.tokenizer)
         self.metrics.set_weight_version(self.engine.weight_version)
         self.service.ready = True

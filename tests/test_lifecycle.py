@@ -12,6 +12,8 @@ import pytest
 from grpc_health.v1 import health_pb2
 
 from clients.client import Client, RlvrError
+from rl_loop.checkpoints import CheckpointStore
+from rl_loop.tiny_model import MODEL_DIR
 from tests.conftest import ServerProcess
 
 pytestmark = pytest.mark.engine
@@ -28,6 +30,10 @@ def self_signed_cert(tmp_path) -> tuple[Path, Path]:
 def test_tls_warm_up_then_sigterm_drains_in_flight_stream(tmp_path):
     """One server with TLS on: warm-up states, a TLS client, then SIGTERM drain."""
     cert, key = self_signed_cert(tmp_path)
+    # a previously promoted version: a (re)started server must come back serving it
+    store = CheckpointStore(tmp_path / "state")
+    store.publish_folder(MODEL_DIR, "v7", parent="v0", step=70)
+    store.record_promotion("v7")
     server = ServerProcess(tmp_path, root_cert=cert.read_bytes(), drain_grace_s=60.0,
                            tls_cert=str(cert), tls_key=str(key))
     connect = dict(tls=True, root_cert=cert.read_bytes())
@@ -55,7 +61,9 @@ def test_tls_warm_up_then_sigterm_drains_in_flight_stream(tmp_path):
         with Client(server.target) as plain, pytest.raises(RlvrError):
             plain.ask("What is 1+2?", timeout=5)  # a plaintext client cannot talk to TLS
         with Client(server.target, **connect) as client:
-            assert client.ask("What is 12+34?", budget=8).usage.thinking_tokens <= 8
+            assert client.model_info().weight_version == "v7"
+            first = client.ask("What is 12+34?", budget=8)
+            assert first.usage.thinking_tokens <= 8 and first.weight_version == "v7"
             thread = threading.Thread(target=lambda: results.append(
                 client.ask("What is 4821+377?", budget=500, min_thinking=450, n=16,
                            temperature=1.0)))

@@ -131,7 +131,9 @@ def sandbox_command(workdir: Path) -> list[str]:
     """The command that runs the harness in `workdir` with the strongest isolation available."""
     drop = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
             "--inh-caps=-all"]
-    python = [sys.executable, "-I", "-S", "harness.py"]
+    # The base interpreter (a venv's python is a symlink to it; the venv may live under /tmp,
+    # which the sandbox replaces): the harness needs only the standard library.
+    python = [os.path.realpath(sys.executable), "-I", "-S", "harness.py"]
     if shutil.which("bwrap"):
         return ["bwrap", "--ro-bind", "/", "/", "--tmpfs", "/tmp", "--bind", str(workdir),
                 "/tmp/work", "--dev", "/dev", "--proc", "/proc", "--unshare-net",

@@ -1,0 +1,145 @@
+"""Versioned checkpoints on disk, the one place trainer and runtime exchange weights.
+
+Layout under `STATE_DIR/checkpoints/`: one folder per version (a standard Hugging Face model
+folder plus `manifest.json`), and `promoted.json`, the history of promoted versions (its last
+entry is what the runtime serves, also after a restart). A checkpoint is published atomically:
+written to a temporary folder, fsynced, then renamed, so a half-written checkpoint never has a
+version name. Its manifest carries the weights' SHA-256, checked before every load.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+import uuid
+from pathlib import Path
+
+BASE_VERSION = "v0"
+WEIGHTS = "model.safetensors"
+
+
+class CheckpointError(Exception):
+    """A checkpoint that must not be served (missing, corrupt, unknown version)."""
+
+
+def _fsync_tree(path: Path) -> None:
+    for file in path.rglob("*"):
+        if file.is_file():
+            with open(file, "rb") as f:
+                os.fsync(f.fileno())
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_json_atomic(path: Path, data) -> None:
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=2)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class CheckpointStore:
+    def __init__(self, state_dir: Path):
+        self.root = Path(state_dir) / "checkpoints"
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def path(self, version: str) -> Path:
+        if not version or "/" in version or version.startswith("."):
+            raise CheckpointError(f"invalid version name {version!r}")
+        return self.root / version
+
+    def publish(self, write_model, version: str, *, parent: str, step: int,
+                trace_range: tuple[int, int] = (0, 0), metrics: dict | None = None) -> Path:
+        """Atomically publish a checkpoint: `write_model(folder)` writes the HF files."""
+        final = self.path(version)
+        if final.exists():
+            raise CheckpointError(f"version {version} already exists")
+        tmp = self.root / f".tmp-{version}-{uuid.uuid4().hex}"
+        tmp.mkdir()
+        try:
+            write_model(tmp)
+            manifest = {"version": version, "parent": parent, "step": step,
+                        "trace_range": list(trace_range), "metrics": metrics or {},
+                        "sha256": sha256(tmp / WEIGHTS), "created_at": time.time(),
+                        "status": "candidate", "reason": ""}
+            (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
+            _fsync_tree(tmp)
+            os.rename(tmp, final)
+            _fsync_tree(self.root)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return final
+
+    def publish_folder(self, source: Path, version: str, **manifest) -> Path:
+        """Publish a copy of an existing model folder (its weights and tokenizer)."""
+        def copy(target: Path) -> None:
+            for file in Path(source).iterdir():
+                if file.is_file() and file.name not in ("manifest.json", "README.md"):
+                    shutil.copy2(file, target / file.name)
+        return self.publish(copy, version, **manifest)
+
+    def manifest(self, version: str) -> dict:
+        path = self.path(version) / "manifest.json"
+        if not path.is_file():
+            raise CheckpointError(f"unknown version {version!r}")
+        return json.loads(path.read_text())
+
+    def verified_path(self, version: str) -> Path:
+        """The folder of a checkpoint whose weights match its manifest checksum."""
+        manifest = self.manifest(version)
+        weights = self.path(version) / WEIGHTS
+        if not weights.is_file() or sha256(weights) != manifest["sha256"]:
+            raise CheckpointError(f"checkpoint {version}: weights missing or checksum mismatch; "
+                                  "refusing to load it")
+        return self.path(version)
+
+    def set_status(self, version: str, status: str, reason: str = "", **extra) -> None:
+        manifest = self.manifest(version)
+        manifest.update(status=status, reason=reason, **extra)
+        _write_json_atomic(self.path(version) / "manifest.json", manifest)
+
+    def versions(self) -> list[dict]:
+        """Manifests of all published versions, oldest first (temporary folders excluded)."""
+        manifests = []
+        for folder in self.root.iterdir():
+            if folder.is_dir() and not folder.name.startswith(".") and \
+                    (folder / "manifest.json").is_file():
+                manifests.append(json.loads((folder / "manifest.json").read_text()))
+        return sorted(manifests, key=lambda m: m["created_at"])
+
+    def history(self) -> list[str]:
+        path = self.root / "promoted.json"
+        return json.loads(path.read_text()) if path.is_file() else []
+
+    def current(self) -> str:
+        """The version to serve: the last promoted one, or the base model."""
+        history = self.history()
+        return history[-1] if history else BASE_VERSION
+
+    def record_promotion(self, version: str) -> None:
+        _write_json_atomic(self.root / "promoted.json", self.history() + [version])
+
+    def record_rollback(self) -> str:
+        """Drop the current version from the history; returns the version now current."""
+        history = self.history()
+        if not history:
+            raise CheckpointError("nothing to roll back: the base model is being served")
+        _write_json_atomic(self.root / "promoted.json", history[:-1])
+        return history[-2] if len(history) > 1 else BASE_VERSION

@@ -1,0 +1,139 @@
+"""rlvr.v1.Admin: weight versions (list, promote = hot-swap, rollback) and training control.
+
+Training control is a file in the state directory (`training_control.json`) that the trainer
+process polls, and the trainer reports itself in `trainer_status.json`: the runtime and the
+trainer share only the state directory and the gRPC API.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import grpc
+
+from rl_loop.checkpoints import BASE_VERSION, CheckpointError, CheckpointStore
+from rlvr.v1 import admin_pb2 as apb
+from rlvr.v1 import admin_pb2_grpc as apb_grpc
+from runtime.engine import Engine
+from runtime.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+
+class WeightManager:
+    """Which version the engine serves, and swapping it safely."""
+
+    def __init__(self, engine: Engine, checkpoints: CheckpointStore, metrics: Metrics):
+        self.engine, self.checkpoints, self.metrics = engine, checkpoints, metrics
+
+    def _path(self, version: str) -> Path:
+        return self.engine.model_dir if version == BASE_VERSION else \
+            self.checkpoints.verified_path(version)
+
+    async def restore(self) -> None:
+        """At start: serve the last promoted version (falls back to the base on corruption)."""
+        version = self.checkpoints.current()
+        if version == BASE_VERSION:
+            return
+        try:
+            await self.swap(version)
+        except CheckpointError as err:
+            log.error("cannot restore promoted version %s (%s); serving the base model",
+                      version, err)
+
+    async def swap(self, version: str) -> float:
+        """Hot-swap `version` into the live engine; returns the swap time in seconds."""
+        seconds = await self.engine.swap_weights(self._path(version), version)
+        self.metrics.set_weight_version(version)
+        self.metrics.swap_seconds.observe(seconds)
+        log.info("now serving weight version %s (swap %.1f ms)", version, 1000 * seconds)
+        return seconds
+
+    async def promote(self, version: str) -> tuple[str, float]:
+        previous = self.engine.weight_version
+        seconds = await self.swap(version)
+        self.checkpoints.record_promotion(version)
+        if version != BASE_VERSION:
+            self.checkpoints.set_status(version, "promoted", promoted_at=time.time())
+        self.metrics.promotions.inc()
+        return previous, seconds
+
+    async def rollback(self) -> tuple[str, str, float]:
+        previous = self.engine.weight_version
+        target = self.checkpoints.history()[-2] if len(self.checkpoints.history()) > 1 \
+            else BASE_VERSION
+        seconds = await self.swap(target)  # swap first: the history changes only on success
+        self.checkpoints.record_rollback()
+        if previous != BASE_VERSION:
+            self.checkpoints.set_status(previous, "rolled_back")
+        return previous, target, seconds
+
+
+class AdminService(apb_grpc.AdminServicer):
+    def __init__(self, weights: WeightManager, state_dir: Path, ready):
+        self.weights, self.state_dir, self.ready = weights, Path(state_dir), ready
+
+    async def _check_ready(self, context) -> None:
+        if not self.ready():
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "engine is starting or draining")
+
+    async def ListVersions(self, request, context):
+        store = self.weights.checkpoints
+        versions = [apb.VersionInfo(version=m["version"], parent=m["parent"], step=m["step"],
+                                    status=m["status"], reason=m["reason"],
+                                    metrics_json=json.dumps(m.get("metrics", {})),
+                                    created_at=m["created_at"]) for m in store.versions()]
+        return apb.ListVersionsResponse(current=self.weights.engine.weight_version,
+                                        versions=versions, history=store.history())
+
+    async def Promote(self, request, context):
+        await self._check_ready(context)
+        try:
+            previous, seconds = await self.weights.promote(request.version)
+        except CheckpointError as err:
+            code = grpc.StatusCode.NOT_FOUND if "unknown version" in str(err) \
+                else grpc.StatusCode.FAILED_PRECONDITION
+            await context.abort(code, f"version: {err}")
+        return apb.SwapResponse(previous=previous, current=request.version, swap_seconds=seconds)
+
+    async def Rollback(self, request, context):
+        await self._check_ready(context)
+        if not self.weights.checkpoints.history():
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                                "nothing to roll back: the base model is being served")
+        try:
+            previous, current, seconds = await self.weights.rollback()
+        except CheckpointError as err:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(err))
+        return apb.SwapResponse(previous=previous, current=current, swap_seconds=seconds)
+
+    def _status(self) -> apb.TrainingStatus:
+        control = self.state_dir / "training_control.json"
+        paused = control.is_file() and json.loads(control.read_text()).get("paused", False)
+        report = self.state_dir / "trainer_status.json"
+        if report.is_file() and time.time() - report.stat().st_mtime < 120:
+            status = json.loads(report.read_text())
+            state = "paused" if paused else status.get("state", "running")
+            return apb.TrainingStatus(state=state, paused=paused, status_json=json.dumps(status))
+        return apb.TrainingStatus(state="absent", paused=paused, status_json="{}")
+
+    def _set_paused(self, paused: bool) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        path = self.state_dir / "training_control.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"paused": paused, "at": time.time()}))
+        tmp.replace(path)
+
+    async def PauseTraining(self, request, context):
+        self._set_paused(True)
+        return self._status()
+
+    async def ResumeTraining(self, request, context):
+        self._set_paused(False)
+        return self._status()
+
+    async def GetTrainingStatus(self, request, context):
+        return self._status()
