@@ -131,6 +131,33 @@ def cmd_ask(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    """The online GRPO trainer, standalone (talks to the server at --server)."""
+    import asyncio
+
+    from rl_loop.trainer import Trainer, TrainerConfig
+
+    token = args.token or os.environ.get("RLVR_ADMIN_TOKEN") or os.environ.get("RLVR_TOKEN")
+    cfg = TrainerConfig(server=args.server, state_dir=args.state_dir, token=token,
+                        max_steps=args.steps, publish_every=args.publish_every,
+                        group_size=args.group_size, prompts_per_step=args.prompts_per_step,
+                        lr=args.lr)
+    asyncio.run(Trainer(cfg).run())
+    return 0
+
+
+def cmd_traffic(args: argparse.Namespace) -> int:
+    """Synthetic verified traffic from the embedded task families."""
+    import asyncio
+
+    from rl_loop.traffic import run_traffic
+
+    token = args.token or os.environ.get("RLVR_TOKEN")
+    report = asyncio.run(run_traffic(args.server, args.rate, args.duration, token, args.seed))
+    print(json.dumps(report, indent=2))
+    return 0
+
+
 def cmd_admin(args: argparse.Namespace) -> int:
     """status / promote / rollback through the Admin service (admin token required)."""
     from clients.client import Client, RlvrError
@@ -237,6 +264,13 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+def _positive_int(text: str) -> int:
+    value = _non_negative_int(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be >= 1")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     from rl_loop.tasks import HELDOUT_PATH
 
@@ -275,6 +309,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stream", action="store_true", help="print tokens as they arrive")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_ask)
+
+    p = sub.add_parser("train", help="run the online GRPO trainer against a server")
+    p.add_argument("--server", default="localhost:50051")
+    p.add_argument("--state-dir", type=Path, default=Path("state"))
+    p.add_argument("--token", default=None, help="train+admin token (default: $RLVR_ADMIN_TOKEN)")
+    p.add_argument("--steps", type=_non_negative_int, default=0, help="stop after N steps")
+    p.add_argument("--publish-every", type=_positive_int, default=5)
+    p.add_argument("--group-size", type=_positive_int, default=8)
+    p.add_argument("--prompts-per-step", type=_positive_int, default=8)
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("traffic", help="send synthetic verified traffic to a server")
+    p.add_argument("--server", default="localhost:50051")
+    p.add_argument("--rate", type=float, default=4.0, help="requests per second")
+    p.add_argument("--duration", type=float, default=60.0, help="seconds")
+    p.add_argument("--token", default=None, help="bearer token (default: $RLVR_TOKEN)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_traffic)
 
     for name, text in (("status", "weight versions, gate results and trainer state"),
                        ("promote", "hot-swap a published version into serving"),

@@ -71,9 +71,10 @@ def build_request(prompt: str | list[dict[str, str]], *, request_id: str = "",
                   max_answer_tokens: int | None = None, temperature: float | None = None,
                   top_p: float | None = None, top_k: int | None = None, seed: int | None = None,
                   n: int | None = None, stop: Iterable[str] = (), verify: str | None = None,
-                  tolerance: float = 0.0, best_of_n: bool = False) -> pb.GenerateRequest:
+                  tolerance: float = 0.0, best_of_n: bool = False,
+                  shadow: bool = False) -> pb.GenerateRequest:
     """A GenerateRequest from keyword arguments (None = server default)."""
-    request = pb.GenerateRequest(request_id=request_id)
+    request = pb.GenerateRequest(request_id=request_id, shadow=shadow)
     if isinstance(prompt, str):
         request.prompt = prompt
     else:

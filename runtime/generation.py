@@ -214,6 +214,10 @@ class ChoiceRun:
         closed = int(self.engine.think_end_id is not None)
         return self.state.context[self.prompt_tokens + self.state.thinking + closed:]
 
+    def _seed(self, segment: int) -> int:
+        """Distinct per choice and per engine request, reproducible for a request seed."""
+        return (self.sampling.seed * 1_000_003 + self.index * 7_919 + segment) % (1 << 63)
+
     def _max_tokens(self) -> int:
         if self.state.phase == THINKING:
             return self.plan.sampled_cap - self.state.thinking + 1 + self.plan.answer_tokens
@@ -289,7 +293,7 @@ class ChoiceRun:
             params = self.engine.sampling_params(
                 max_tokens=self._max_tokens(), temperature=self.sampling.temperature,
                 top_p=self.sampling.top_p, top_k=self.sampling.top_k,
-                seed=None if self.sampling.seed is None else self.sampling.seed + s.segments)
+                seed=None if self.sampling.seed is None else self._seed(s.segments))
             segment_id = f"{self.request_id}/{self.index}/{s.segments}"
             restart = False
             stream = self.engine.stream(list(s.context), params, segment_id, self.priority)

@@ -48,6 +48,7 @@ class RequestContext:
     thinking_options: dict
     sampling_options: dict
     spec: VerificationSpec | None
+    shadow: bool = False
 
 
 def reference_problem(prompt_text: str, spec: VerificationSpec) -> str:

@@ -32,6 +32,7 @@ class GenerateSpec:
     hide_thinking: bool
     verification: VerificationSpec | None
     best_of_n: bool
+    shadow: bool = False
 
     def options(self) -> tuple[dict, dict]:
         """(thinking options, sampling options) as recorded in traces."""
@@ -139,4 +140,5 @@ def parse_generate(request: pb.GenerateRequest, config: ServerConfig, engine,
     verification = _verification(request)
     prompt_text = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
     return GenerateSpec(request_id, prompt_ids, prompt_text, plan, sampling, n, t.hide_thinking,
-                        verification, verification is not None and request.verification.best_of_n)
+                        verification, verification is not None and request.verification.best_of_n,
+                        request.shadow)

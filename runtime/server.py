@@ -36,6 +36,7 @@ from runtime.verifiers.base import VerificationSpec
 log = logging.getLogger(__name__)
 
 SERVICE = "rlvr.v1.Reasoning"
+SHADOW_PRIORITY = 10
 CHANNELS = {gen.THINKING: pb.CHANNEL_THINKING, gen.ANSWER: pb.CHANNEL_ANSWER}
 END_REASONS = {gen.NATURAL: pb.THINKING_END_NATURAL, gen.FORCED: pb.THINKING_END_FORCED,
                gen.DISABLED: pb.THINKING_END_DISABLED, "": pb.THINKING_END_UNSPECIFIED}
@@ -119,6 +120,10 @@ class ReasoningService(pb_grpc.ReasoningServicer):
             spec = parse_generate(request, self.config, self.engine, self.engine.max_model_len)
         except InvalidRequest as err:
             await self._reject(context, "Generate", grpc.StatusCode.INVALID_ARGUMENT, str(err))
+        principal = self.auth.principal(context.invocation_metadata(), context.peer())
+        if spec.shadow and not principal.can_train:
+            await self._reject(context, "Generate", grpc.StatusCode.PERMISSION_DENIED,
+                               "shadow: only a train-scoped caller may send shadow samples")
         if spec.request_id in self.active:
             await self._reject(context, "Generate", grpc.StatusCode.ALREADY_EXISTS,
                                f"request_id: {spec.request_id!r} is already running")
@@ -129,9 +134,9 @@ class ReasoningService(pb_grpc.ReasoningServicer):
         self.metrics.queue_depth.inc()
         code = grpc.StatusCode.CANCELLED
         thinking_options, sampling_options = spec.options()
-        request_context = RequestContext(
-            spec.request_id, self.auth.principal(context.invocation_metadata(), context.peer()),
-            spec.prompt_text, thinking_options, sampling_options, spec.verification)
+        request_context = RequestContext(spec.request_id, principal, spec.prompt_text,
+                                         thinking_options, sampling_options, spec.verification,
+                                         spec.shadow)
         try:
             async with aclosing(self._events(spec, active, request_context)) as events:
                 async for event in events:
@@ -139,13 +144,15 @@ class ReasoningService(pb_grpc.ReasoningServicer):
             code = grpc.StatusCode.OK
         finally:
             del self.active[spec.request_id]
-            self.metrics.requests.labels("Generate", code.name).inc()
+            self.metrics.requests.labels("GenerateShadow" if spec.shadow else "Generate",
+                                         code.name).inc()
 
     async def _events(self, spec: GenerateSpec, active: ActiveRequest,
                       request: RequestContext):
         """Run all choices concurrently and yield their events as proto messages."""
+        priority = SHADOW_PRIORITY if spec.shadow else 0  # vLLM: lower value = sooner
         active.runs = [gen.ChoiceRun(self.engine, spec.prompt_ids, spec.plan, spec.sampling,
-                                     spec.request_id, i) for i in range(spec.n)]
+                                     spec.request_id, i, priority) for i in range(spec.n)]
         queue: asyncio.Queue = asyncio.Queue()
         active.tasks = [asyncio.create_task(self._pump(run, queue, request))
                         for run in active.runs]
@@ -204,7 +211,8 @@ class ReasoningService(pb_grpc.ReasoningServicer):
                         if request.spec is not None:
                             event.verification = await self.recorder.verify(
                                 run.state.answer_text, request.spec, event.weight_version)
-                        self.recorder.record(request, run, event)
+                        if not request.shadow:
+                            self.recorder.record(request, run, event)
                     queue.put_nowait((run.index, event))
                     if isinstance(event, gen.Finished):
                         return

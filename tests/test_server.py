@@ -301,3 +301,10 @@ def test_metrics_move(server, client):
     assert metric_value(after, "rlvr_inter_token_latency_seconds_count") > 0
     assert metric_value(after, "rlvr_weight_version_info", 'version="v0"') == 1
     assert 'rlvr_requests_total{code="INVALID_ARGUMENT",method="Generate"}' in after
+
+
+def test_seeded_choices_differ_but_reproduce(client):
+    first = client.ask_n("What is 654321+123456?", budget=64, n=4, temperature=1.0, seed=11)
+    again = client.ask_n("What is 654321+123456?", budget=64, n=4, temperature=1.0, seed=11)
+    assert [r.thinking for r in first] == [r.thinking for r in again]
+    assert len({r.thinking for r in first}) > 1

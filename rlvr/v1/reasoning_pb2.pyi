@@ -130,7 +130,7 @@ class ThinkingOptions(_message.Message):
     def __init__(self, budget: _Optional[int] = ..., min_tokens: _Optional[int] = ..., wrap_up: _Optional[str] = ..., continuation: _Optional[str] = ..., effort: _Optional[_Union[Effort, str]] = ..., hide_thinking: _Optional[bool] = ...) -> None: ...
 
 class GenerateRequest(_message.Message):
-    __slots__ = ("request_id", "prompt", "chat", "sampling", "max_answer_tokens", "thinking", "verification")
+    __slots__ = ("request_id", "prompt", "chat", "sampling", "max_answer_tokens", "thinking", "verification", "shadow")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     PROMPT_FIELD_NUMBER: _ClassVar[int]
     CHAT_FIELD_NUMBER: _ClassVar[int]
@@ -138,6 +138,7 @@ class GenerateRequest(_message.Message):
     MAX_ANSWER_TOKENS_FIELD_NUMBER: _ClassVar[int]
     THINKING_FIELD_NUMBER: _ClassVar[int]
     VERIFICATION_FIELD_NUMBER: _ClassVar[int]
+    SHADOW_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     prompt: str
     chat: Messages
@@ -145,7 +146,8 @@ class GenerateRequest(_message.Message):
     max_answer_tokens: int
     thinking: ThinkingOptions
     verification: VerificationSpec
-    def __init__(self, request_id: _Optional[str] = ..., prompt: _Optional[str] = ..., chat: _Optional[_Union[Messages, _Mapping]] = ..., sampling: _Optional[_Union[SamplingOptions, _Mapping]] = ..., max_answer_tokens: _Optional[int] = ..., thinking: _Optional[_Union[ThinkingOptions, _Mapping]] = ..., verification: _Optional[_Union[VerificationSpec, _Mapping]] = ...) -> None: ...
+    shadow: bool
+    def __init__(self, request_id: _Optional[str] = ..., prompt: _Optional[str] = ..., chat: _Optional[_Union[Messages, _Mapping]] = ..., sampling: _Optional[_Union[SamplingOptions, _Mapping]] = ..., max_answer_tokens: _Optional[int] = ..., thinking: _Optional[_Union[ThinkingOptions, _Mapping]] = ..., verification: _Optional[_Union[VerificationSpec, _Mapping]] = ..., shadow: _Optional[bool] = ...) -> None: ...
 
 class Delta(_message.Message):
     __slots__ = ("index", "channel", "text", "token_count", "forced")
