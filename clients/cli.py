@@ -318,7 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--publish-every", type=_positive_int, default=5)
     p.add_argument("--group-size", type=_positive_int, default=8)
     p.add_argument("--prompts-per-step", type=_positive_int, default=8)
-    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--lr", type=float, default=5e-5)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("traffic", help="send synthetic verified traffic to a server")

@@ -42,8 +42,8 @@ class TrainerConfig:
     base_model: Path = MODEL_DIR
     group_size: int = 8
     prompts_per_step: int = 8
-    lr: float = 1e-4
-    temperature: float = 1.0
+    lr: float = 5e-5
+    temperature: float = 0.8
     publish_every: int = 5
     gate_tasks: int = 60              # held-out sample size for the promotion gate
     gate_tolerance: float = 0.02
@@ -218,6 +218,16 @@ class Trainer:
         model.train()
         return correct / len(self.gate_tasks)
 
+    def _reset_to_served(self) -> None:
+        """After a rejection, continue from the served weights, not from the rejected drift."""
+        from transformers import AutoModelForCausalLM
+
+        path = self.cfg.base_model if self.version == BASE_VERSION else \
+            self.checkpoints.verified_path(self.version)
+        self.model = AutoModelForCausalLM.from_pretrained(path)
+        self.model.train()
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=self.cfg.lr, weight_decay=0.0)
+
     def served_accuracy(self) -> float:
         if self.version not in self.accuracy:
             from transformers import AutoModelForCausalLM
@@ -247,7 +257,8 @@ class Trainer:
                       f"{self.cfg.gate_tolerance}")
             self.checkpoints.set_status(version, "rejected", reason)
             self.stats["rejected"] += 1
-            return f"{version} rejected ({reason})"
+            self._reset_to_served()
+            return f"{version} rejected ({reason}); continuing from {self.version}"
         await client.promote(version)
         self.version = version
         self.accuracy[version] = candidate_acc
