@@ -264,6 +264,16 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
 def _positive_int(text: str) -> int:
     value = _non_negative_int(text)
     if value == 0:
@@ -296,7 +306,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-thinking", type=_non_negative_int, default=None)
     p.add_argument("--effort", choices=["low", "medium", "high"], default=None)
     p.add_argument("--max-answer-tokens", type=_non_negative_int, default=None)
-    p.add_argument("--temperature", type=float, default=None)
+    p.add_argument("--temperature", type=float, default=None,
+                   help="0 = greedy (the server checks the range)")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--request-id", default=None)
     p.add_argument("--token", default=None, help="bearer token (default: $RLVR_TOKEN)")
@@ -318,13 +329,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--publish-every", type=_positive_int, default=5)
     p.add_argument("--group-size", type=_positive_int, default=8)
     p.add_argument("--prompts-per-step", type=_positive_int, default=8)
-    p.add_argument("--lr", type=float, default=5e-5)
+    p.add_argument("--lr", type=_positive_float, default=5e-5)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("traffic", help="send synthetic verified traffic to a server")
     p.add_argument("--server", default="localhost:50051")
-    p.add_argument("--rate", type=float, default=4.0, help="requests per second")
-    p.add_argument("--duration", type=float, default=60.0, help="seconds")
+    p.add_argument("--rate", type=_positive_float, default=4.0, help="requests per second")
+    p.add_argument("--duration", type=_positive_float, default=60.0, help="seconds")
     p.add_argument("--token", default=None, help="bearer token (default: $RLVR_TOKEN)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_traffic)

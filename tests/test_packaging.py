@@ -64,6 +64,9 @@ def test_config_layers_and_errors(tmp_path):
     (["serve", "--model", "/nonexistent"], "not a model folder"),
     (["eval", "--budget", "abc"], "--budget"),
     (["serve", "--config", "/nonexistent.toml"], "config file"),
+    (["traffic", "--rate", "0"], "--rate"),
+    (["train", "--lr", "-1"], "--lr"),
+    (["train", "--group-size", "0"], "--group-size"),
 ])
 def test_cli_rejects_bad_flags_with_a_message(args, needle):
     out = subprocess.run([sys.executable, "-m", "clients.cli", *args], cwd=REPO,
