@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rl_loop.tasks import load_heldout
-from rl_loop.tiny_model import MODEL_DIR
+from rl_loop.tiny_model import MODEL_DIR, chat_prompt_ids
 
 
 @dataclass
@@ -54,10 +54,7 @@ async def raw_rounds(model: Path, prompts: list[str], concurrency: int, rounds: 
 
     llm = AsyncLLM.from_engine_args(AsyncEngineArgs(**engine_kwargs(model), disable_log_stats=True))
     tokenizer = AutoTokenizer.from_pretrained(model)
-    encoded = [tokenizer.apply_chat_template([{"role": "user", "content": p}],
-                                             add_generation_prompt=True, tokenize=True)
-               for p in prompts]
-    encoded = [list(e["input_ids"]) if hasattr(e, "keys") else list(e) for e in encoded]
+    encoded = [chat_prompt_ids(tokenizer, [{"role": "user", "content": p}]) for p in prompts]
     context = llm.model_config.max_model_len
 
     async def one(i: int, ids: list[int]) -> tuple[int, float]:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rl_loop.tasks import Task
+from rl_loop.tiny_model import chat_prompt_ids
 from runtime.verifiers.numeric import numeric_equal
 
 log = logging.getLogger(__name__)
@@ -58,9 +59,7 @@ def generate(llm, tasks: list[Task], budget: int | None) -> list[Completion]:
     context = llm.llm_engine.model_config.max_model_len
     prompts, params = [], []
     for task in tasks:
-        ids = tokenizer.apply_chat_template([{"role": "user", "content": task.prompt}],
-                                            add_generation_prompt=True, tokenize=True)
-        ids = list(ids["input_ids"]) if isinstance(ids, dict) or hasattr(ids, "keys") else ids
+        ids = chat_prompt_ids(tokenizer, [{"role": "user", "content": task.prompt}])
         room = context - len(ids)
         max_tokens = room if budget is None else min(room, budget + 1 + ANSWER_TOKENS)
         prompts.append({"prompt_token_ids": ids})

@@ -94,6 +94,12 @@ def build_config(tokenizer):
     )
 
 
+def chat_prompt_ids(tokenizer, messages: list[dict[str, str]]) -> list[int]:
+    """Token ids of the chat template with the generation prompt (which opens thinking)."""
+    ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+    return list(ids["input_ids"]) if hasattr(ids, "keys") else list(ids)  # BatchEncoding or list
+
+
 def training_text(prompt: str, thinking: str, answer: str) -> tuple[str, str]:
     """(context, target) strings of one chat example; the loss covers only the target."""
     return f"{USER}{prompt}{ASSISTANT}{THINK_START}", f"{thinking}{THINK_END}{answer}{EOS}"

@@ -27,7 +27,7 @@ from clients.client import AsyncClient
 from rl_loop.checkpoints import BASE_VERSION, CheckpointStore
 from rl_loop.grpo import GRPOConfig, group_advantages, grpo_loss, is_fresh
 from rl_loop.tasks import Task, load_heldout
-from rl_loop.tiny_model import MODEL_DIR
+from rl_loop.tiny_model import MODEL_DIR, chat_prompt_ids
 from rlvr.v1 import reasoning_pb2 as pb
 from runtime.traces import TraceReader
 
@@ -147,9 +147,7 @@ class Trainer:
 
     async def sample_groups(self, client: AsyncClient, items) -> list[list[Sample]]:
         async def group(prompt: str, spec: dict, budget: int | None) -> list[Sample]:
-            prompt_ids = self.tokenizer.apply_chat_template(
-                [{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=True)
-            prompt_ids = list(prompt_ids["input_ids"]) if hasattr(prompt_ids, "keys") else list(prompt_ids)
+            prompt_ids = chat_prompt_ids(self.tokenizer, [{"role": "user", "content": prompt}])
             events = [e async for e in client.stream(
                 prompt, n=self.cfg.group_size, temperature=self.cfg.temperature, budget=budget,
                 verify=f"{spec['kind']}:{spec['reference']}", shadow=True,

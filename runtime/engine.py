@@ -15,6 +15,7 @@ from contextlib import aclosing
 from pathlib import Path
 from typing import AsyncIterator
 
+from rl_loop.tiny_model import chat_prompt_ids
 from runtime.engine_args import THINK_END, THINK_START, engine_kwargs, model_context_length
 
 log = logging.getLogger(__name__)
@@ -69,9 +70,7 @@ class Engine:
 
     def render_chat(self, messages: list[dict[str, str]]) -> list[int]:
         """Chat template with the generation prompt (which opens thinking) as token ids."""
-        ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True,
-                                                 tokenize=True)
-        return list(ids["input_ids"]) if hasattr(ids, "keys") else list(ids)
+        return chat_prompt_ids(self.tokenizer, messages)
 
     def sampling_params(self, *, max_tokens: int, temperature: float, top_p: float,
                         top_k: int, seed: int | None):
