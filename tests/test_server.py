@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
-import threading
 import time
 
 import grpc
@@ -182,18 +182,13 @@ def test_deadline_is_respected_and_frees_the_slot(server, client):
 
 
 def test_abort_by_request_id(server, client):
-    results = []
-    thread = threading.Thread(target=lambda: results.append(client.ask(
-        "What is 4821+377?", request_id="abort-me", budget=4000, min_thinking=3000)))
-    thread.start()
-    deadline = time.monotonic() + 10
-    aborted = []
-    while not aborted and time.monotonic() < deadline:
-        aborted = client.abort("abort-me", "no-such-request")
-        time.sleep(0.05)
-    thread.join(20)
-    assert aborted == ["abort-me"]
-    assert results[0].finish_reason == "aborted" and results[0].usage.thinking_tokens > 0
+    events = client.stream("What is 4821+377?", request_id="abort-me", budget=4000,
+                           min_thinking=3000)
+    first = next(events)  # the request is running and has produced thinking
+    assert first.WhichOneof("event") == "delta"
+    assert client.abort("abort-me", "no-such-request") == ["abort-me"]
+    result = collect(itertools.chain([first], events))[0]
+    assert result.finish_reason == "aborted" and result.usage.thinking_tokens > 0
     wait_for_idle(server)
 
 
