@@ -84,7 +84,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from runtime.server import Server, StartupError
 
     overrides = {"model": args.model, "host": args.host, "port": args.port,
-                 "metrics_port": args.metrics_port, "state_dir": args.state_dir}
+                 "metrics_port": args.metrics_port, "state_dir": args.state_dir,
+                 "train": args.train, "train_args": args.train_args}
     try:
         config = load_config(args.config, overrides)
     except ConfigError as err:
@@ -137,11 +138,21 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     from rl_loop.trainer import Trainer, TrainerConfig
 
-    token = args.token or os.environ.get("RLVR_ADMIN_TOKEN") or os.environ.get("RLVR_TOKEN")
+    from runtime.trainer_process import TOKEN_ENV
+
+    token = args.token or os.environ.get(TOKEN_ENV) or os.environ.get("RLVR_ADMIN_TOKEN") \
+        or os.environ.get("RLVR_TOKEN")
+    if args.tls_ca is not None and not args.tls_ca.is_file():
+        raise CliError(f"--tls-ca: no such file {args.tls_ca}")
+    if args.device not in ("auto", "cpu") and not args.device.startswith("cuda"):
+        raise CliError(f"--device must be auto, cpu or cuda[:N], got {args.device!r}")
     cfg = TrainerConfig(server=args.server, state_dir=args.state_dir, token=token,
-                        max_steps=args.steps, publish_every=args.publish_every,
-                        group_size=args.group_size, prompts_per_step=args.prompts_per_step,
-                        lr=args.lr)
+                        root_cert=args.tls_ca, max_steps=args.steps,
+                        publish_every=args.publish_every, group_size=args.group_size,
+                        prompts_per_step=args.prompts_per_step, lr=args.lr,
+                        temperature=args.temperature, gate_tasks=args.gate_tasks,
+                        gate_tolerance=args.gate_tolerance, device=args.device,
+                        threads=args.threads, poll_s=args.poll_s)
     asyncio.run(Trainer(cfg).run())
     return 0
 
@@ -296,6 +307,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics-port", type=_non_negative_int, default=None)
     p.add_argument("--state-dir", type=Path, default=None)
     p.add_argument("--config", type=Path, default=None, help="TOML file of ServerConfig fields")
+    p.add_argument("--train", choices=["auto", "on", "off"], default=None,
+                   help="run the online trainer (auto: for the embedded model)")
+    p.add_argument("--no-train", dest="train", action="store_const", const="off",
+                   help="serve only (same as --train off)")
+    p.add_argument("--train-args", default=None, help="extra `rlvr train` flags, one string")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("ask", help="send one prompt to a running server")
@@ -330,6 +346,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--group-size", type=_positive_int, default=8)
     p.add_argument("--prompts-per-step", type=_positive_int, default=8)
     p.add_argument("--lr", type=_positive_float, default=5e-5)
+    p.add_argument("--temperature", type=_positive_float, default=0.8,
+                   help="sampling temperature of the groups")
+    p.add_argument("--gate-tasks", type=_positive_int, default=60,
+                   help="held-out tasks the promotion gate scores")
+    p.add_argument("--gate-tolerance", type=float, default=0.02,
+                   help="promote when held-out accuracy >= served accuracy - this")
+    p.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda[:N]")
+    p.add_argument("--threads", type=_non_negative_int, default=0,
+                   help="torch CPU threads (0 = torch's default)")
+    p.add_argument("--poll-s", type=_positive_float, default=1.0,
+                   help="seconds between looks at the trace log when idle")
+    p.add_argument("--tls-ca", type=Path, default=None,
+                   help="PEM certificate to trust when the server uses TLS")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("traffic", help="send synthetic verified traffic to a server")

@@ -45,11 +45,12 @@ class ServerProcess:
     """`rlvr serve` in a subprocess with free ports, its own log file and TOML config."""
 
     def __init__(self, workdir: Path, model: Path | None = None,
-                 root_cert: bytes | None = None, **config):
+                 root_cert: bytes | None = None, state_dir: Path | None = None, **config):
         workdir.mkdir(parents=True, exist_ok=True)
+        config.setdefault("train", "off")  # tests and benchmarks start trainers themselves
         self.root_cert = root_cert  # set when the server uses TLS (config tls_cert/tls_key)
         self.port, self.metrics_port = free_port(), free_port()
-        self.state_dir = workdir / "state"
+        self.state_dir = state_dir or workdir / "state"
         self.log_path = workdir / "server.log"
         config_path = workdir / "server.toml"
         config_path.write_text("".join(f"{k} = {_toml_value(v)}\n" for k, v in config.items()))

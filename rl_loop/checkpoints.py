@@ -87,6 +87,14 @@ class CheckpointStore:
             raise
         return final
 
+    def sweep(self) -> list[str]:
+        """Remove temporary folders of publishes that never finished (the writer was killed).
+        Call only from the single writer (the trainer), at its start."""
+        leftovers = [p for p in self.root.glob(".tmp-*") if p.is_dir()]
+        for folder in leftovers:
+            shutil.rmtree(folder, ignore_errors=True)
+        return [p.name for p in leftovers]
+
     def publish_folder(self, source: Path, version: str, **manifest) -> Path:
         """Publish a copy of an existing model folder (its weights and tokenizer)."""
         def copy(target: Path) -> None:

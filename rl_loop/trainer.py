@@ -13,8 +13,10 @@ sample against the served version, and promote it (hot-swap) or mark it rejected
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import logging
+import os
 import random
 import time
 from collections import deque
@@ -23,10 +25,11 @@ from pathlib import Path
 
 import torch
 
-from clients.client import AsyncClient
+from clients.client import AsyncClient, RlvrError
 from rl_loop.checkpoints import BASE_VERSION, CheckpointStore
+from rl_loop import gate
+from rl_loop.evaluate import budget_label
 from rl_loop.grpo import GRPOConfig, group_advantages, grpo_loss, is_fresh
-from rl_loop.tasks import Task, load_heldout
 from rl_loop.tiny_model import MODEL_DIR, chat_prompt_ids
 from rlvr.v1 import reasoning_pb2 as pb
 from runtime.traces import TraceReader
@@ -40,6 +43,7 @@ class TrainerConfig:
     state_dir: Path = Path("state")
     token: str | None = None          # needs train and admin scope (shadow samples, Promote)
     base_model: Path = MODEL_DIR
+    root_cert: Path | None = None     # the server's TLS certificate (self-signed set-ups)
     group_size: int = 8
     prompts_per_step: int = 8
     lr: float = 5e-5
@@ -50,6 +54,9 @@ class TrainerConfig:
     max_steps: int = 0                # 0 = run until stopped
     poll_s: float = 1.0
     seed: int = 0
+    device: str = "auto"              # auto = cuda when available, else cpu
+    threads: int = 0                  # torch CPU threads (0 = torch's default)
+    pool_size: int = 512              # recent trainable prompts to sample groups from
 
 
 @dataclass
@@ -96,52 +103,76 @@ def sequences_from_events(events: list[pb.GenerateEvent], tokenizer, prompt_ids:
             for c in choices.values() if "reward" in c]
 
 
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
 class Trainer:
     def __init__(self, cfg: TrainerConfig):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.cfg = cfg
         torch.manual_seed(cfg.seed)
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        self.device = pick_device(cfg.device)
         self.rng = random.Random(cfg.seed)
         self.checkpoints = CheckpointStore(cfg.state_dir)
+        for name in self.checkpoints.sweep():
+            log.warning("removed %s: a publish that was interrupted", name)
         self.version = self.checkpoints.current()
         start = cfg.base_model if self.version == BASE_VERSION else \
             self.checkpoints.verified_path(self.version)
         self.tokenizer = AutoTokenizer.from_pretrained(cfg.base_model)
-        self.model = AutoModelForCausalLM.from_pretrained(start)
-        self.model.train()
-        self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=0.0)
+        # `served` holds the weights users are served (they generate the samples): the
+        # behaviour policy of the importance weights, the gate's baseline, the reset point.
+        self.served = AutoModelForCausalLM.from_pretrained(start).to(self.device).eval()
+        self.model = copy.deepcopy(self.served).train()
+        self.opt = self._optimizer()
         self.grpo = GRPOConfig()
         self.think_end_id = self.tokenizer.convert_tokens_to_ids("</think>")
         self.eos_id = self.tokenizer.eos_token_id
         self.state_path = cfg.state_dir / "trainer_state.json"
         state = json.loads(self.state_path.read_text()) if self.state_path.is_file() else {}
         self.cursor, self.step = state.get("cursor", 0), state.get("step", 0)
-        self.pool: deque = deque(maxlen=512)  # recent trainable prompts (prompt, spec, budget)
-        self.gate_tasks = self._gate_sample()
-        self.accuracy: dict[str, float] = {}
-        self.stats: dict = {"dropped_groups": 0, "groups": 0, "promoted": 0, "rejected": 0}
+        self.pool: deque = deque(maxlen=cfg.pool_size)  # (prompt, spec, budget)
+        self.refill_pool()
+        self.gate_tasks = gate.gate_sample(cfg.gate_tasks)
+        self.accuracy: dict[str, dict[str, float]] = {}  # version -> budget label -> accuracy
+        self.stats: dict = {"dropped_groups": 0, "groups": 0, "promoted": 0, "rejected": 0,
+                            "stale_samples_dropped": 0, "device": str(self.device)}
+        log.info("trainer on %s at step %d, cursor %d, serving %s, %d prompts in the pool",
+                 self.device, self.step, self.cursor, self.version, len(self.pool))
 
-    def _gate_sample(self) -> list[Task]:
-        tasks = load_heldout()
-        per_family: dict[str, list[Task]] = {}
-        for task in tasks:
-            per_family.setdefault(task.family, []).append(task)
-        k = max(1, self.cfg.gate_tasks // len(per_family))
-        return [t for family in per_family.values() for t in family[:k]]
+    def _optimizer(self) -> torch.optim.Optimizer:
+        return torch.optim.AdamW(self.model.parameters(), lr=self.cfg.lr, weight_decay=0.0)
 
     def paused(self) -> bool:
         control = self.cfg.state_dir / "training_control.json"
         return control.is_file() and json.loads(control.read_text()).get("paused", False)
+
+    def _add(self, trace) -> None:
+        if trace.spec and trace.prompt_text:
+            self.pool.append((trace.prompt_text, trace.spec, trace.thinking_options.get("budget")))
+
+    def refill_pool(self) -> None:
+        """After a restart: the prompts read before the cursor, so none is skipped."""
+        if self.cursor and (self.cfg.state_dir / "traces.sqlite").is_file():
+            reader = TraceReader(self.cfg.state_dir / "traces.sqlite")
+            try:
+                for trace in reader.read_recent(self.cursor, self.cfg.pool_size):
+                    self._add(trace)
+            finally:
+                reader.close()
 
     def read_traces(self) -> None:
         reader = TraceReader(self.cfg.state_dir / "traces.sqlite")
         try:
             for trace in reader.read(self.cursor, limit=1000):
                 self.cursor = trace.id
-                if trace.spec and trace.prompt_text:
-                    self.pool.append((trace.prompt_text, trace.spec,
-                                      trace.thinking_options.get("budget")))
+                self._add(trace)
         finally:
             reader.close()
 
@@ -156,24 +187,14 @@ class Trainer:
                                          self.eos_id)
         return await asyncio.gather(*(group(*item) for item in items))
 
-    def train_step(self, groups: list[list[Sample]]) -> dict:
-        """One GRPO step over the groups that carry signal."""
-        rows, advantages = [], []
-        current = version_number(self.version)
-        for samples in groups:
-            samples = [s for s in samples if is_fresh(version_number(s.version), current,
-                                                      self.grpo.max_staleness)]
-            adv = group_advantages(torch.tensor([s.reward for s in samples])) if len(samples) > 1 else None
-            self.stats["groups"] += 1
-            if adv is None:
-                self.stats["dropped_groups"] += 1
-                continue
-            rows += samples
-            advantages += adv.tolist()
-        rewards = [s.reward for g in groups for s in g]
-        report = {"mean_reward": sum(rewards) / max(1, len(rewards)), "samples": len(rewards)}
-        if not rows:
-            return report | {"loss": None}
+    def _logprobs(self, model, ids: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:
+        """Log-probs of each next token at the sampling temperature: [B, T-1]."""
+        logits = model(input_ids=ids, attention_mask=attention).logits[:, :-1].float()
+        return torch.log_softmax(logits / self.cfg.temperature, dim=-1).gather(
+            -1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
+
+    def _batch(self, rows: list[Sample]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Right-padded ids, attention mask, and the mask of sampled completion tokens."""
         width = max(len(s.prompt_ids) + len(s.completion_ids) for s in rows)
         ids = torch.full((len(rows), width), self.tokenizer.pad_token_id, dtype=torch.long)
         mask = torch.zeros((len(rows), width))
@@ -183,11 +204,37 @@ class Trainer:
             ids[i, : len(seq)] = torch.tensor(seq)
             attention[i, : len(seq)] = 1
             mask[i, len(s.prompt_ids): len(seq)] = torch.tensor(s.sampled_mask, dtype=torch.float)
-        logits = self.model(input_ids=ids, attention_mask=attention).logits[:, :-1]
-        logprobs = torch.log_softmax(logits.float(), dim=-1).gather(
-            -1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
-        loss, stats = grpo_loss(logprobs, logprobs.detach(), torch.tensor(advantages),
-                                mask[:, 1:], self.grpo)
+        return ids.to(self.device), attention.to(self.device), mask.to(self.device)
+
+    def train_step(self, groups: list[list[Sample]]) -> dict:
+        """One GRPO step over the groups that carry signal."""
+        rows, advantages, lags = [], [], []
+        current = version_number(self.version)
+        for samples in groups:
+            fresh = [s for s in samples if is_fresh(version_number(s.version), current,
+                                                    self.grpo.max_staleness)]
+            self.stats["stale_samples_dropped"] += len(samples) - len(fresh)
+            adv = group_advantages(torch.tensor([s.reward for s in fresh]),
+                                   self.grpo.scale_rewards) if len(fresh) > 1 else None
+            self.stats["groups"] += 1
+            if adv is None:
+                self.stats["dropped_groups"] += 1
+                continue
+            rows += fresh
+            advantages += adv.tolist()
+            lags += [current - version_number(s.version) for s in fresh]
+        rewards = [s.reward for g in groups for s in g]
+        report = {"mean_reward": sum(rewards) / max(1, len(rewards)), "samples": len(rewards),
+                  "staleness": sum(lags) / max(1, len(lags))}
+        if not rows:
+            return report | {"loss": None}
+        ids, attention, mask = self._batch(rows)
+        logprobs = self._logprobs(self.model, ids, attention)
+        with torch.no_grad():
+            behaviour = self._logprobs(self.served, ids, attention)
+        loss, stats = grpo_loss(logprobs, logprobs.detach(),
+                                torch.tensor(advantages, device=self.device), mask[:, 1:],
+                                self.grpo, behavior_logprobs=behaviour)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
@@ -195,77 +242,47 @@ class Trainer:
         self.step += 1
         return report | stats | {"loss": loss.item()}
 
-    @torch.no_grad()
-    def held_out_accuracy(self, model) -> float:
-        """Greedy accuracy on the gate sample (HF generate, unlimited thinking)."""
-        from runtime.verifiers.numeric import numeric_equal
-
-        model.eval()
-        self.tokenizer.padding_side = "left"
-        prompts = [self.tokenizer.apply_chat_template([{"role": "user", "content": t.prompt}],
-                                                      add_generation_prompt=True, tokenize=False)
-                   for t in self.gate_tasks]
-        batch = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
-        out = model.generate(**batch, max_new_tokens=320, do_sample=False,
-                             pad_token_id=self.tokenizer.pad_token_id)
-        correct = 0
-        for task, row in zip(self.gate_tasks, out[:, batch["input_ids"].shape[1]:].tolist()):
-            answer = row[row.index(self.think_end_id) + 1:] if self.think_end_id in row else []
-            text = self.tokenizer.decode(answer, skip_special_tokens=True)
-            correct += numeric_equal(text, task.answer)
-        model.train()
-        return correct / len(self.gate_tasks)
-
-    def _reset_to_served(self) -> None:
-        """After a rejection, continue from the served weights, not from the rejected drift."""
-        from transformers import AutoModelForCausalLM
-
-        path = self.cfg.base_model if self.version == BASE_VERSION else \
-            self.checkpoints.verified_path(self.version)
-        self.model = AutoModelForCausalLM.from_pretrained(path)
-        self.model.train()
-        self.opt = torch.optim.AdamW(self.model.parameters(), lr=self.cfg.lr, weight_decay=0.0)
-
-    def served_accuracy(self) -> float:
+    def served_accuracy(self) -> dict[str, float]:
         if self.version not in self.accuracy:
-            from transformers import AutoModelForCausalLM
-
-            path = self.cfg.base_model if self.version == BASE_VERSION else \
-                self.checkpoints.verified_path(self.version)
-            self.accuracy[self.version] = self.held_out_accuracy(
-                AutoModelForCausalLM.from_pretrained(path))
+            self.accuracy[self.version] = gate.accuracy_by_budget(self.served, self.tokenizer,
+                                                                  self.gate_tasks)
         return self.accuracy[self.version]
 
     async def publish_and_gate(self, client: AsyncClient) -> str:
         """Publish the current policy; promote it if it passes the gate. Returns the outcome."""
         baseline = self.served_accuracy()
-        candidate_acc = self.held_out_accuracy(self.model)
+        candidate = gate.accuracy_by_budget(self.model, self.tokenizer, self.gate_tasks)
         numbers = [version_number(m["version"]) for m in self.checkpoints.versions()]
         version = f"v{max(numbers + [version_number(self.version)]) + 1}"
 
         def write(folder: Path) -> None:
             self.model.save_pretrained(folder, safe_serialization=True)
             self.tokenizer.save_pretrained(folder)
-        metrics = {"gate_accuracy": candidate_acc, "gate_baseline": baseline,
-                   "gate_tasks": len(self.gate_tasks), "step": self.step}
+        decisive = budget_label(gate.REPORT_BUDGETS[0])
+        metrics = {"gate_accuracy": candidate[decisive], "gate_baseline": baseline[decisive],
+                   "accuracy_by_budget": candidate, "gate_tasks": len(self.gate_tasks),
+                   "step": self.step}
         self.checkpoints.publish(write, version, parent=self.version, step=self.step,
                                  trace_range=(0, self.cursor), metrics=metrics)
-        if candidate_acc + 1e-9 < baseline - self.cfg.gate_tolerance:
-            reason = (f"gate: held-out accuracy {candidate_acc:.3f} < {baseline:.3f} - "
-                      f"{self.cfg.gate_tolerance}")
+        if candidate[decisive] + 1e-9 < baseline[decisive] - self.cfg.gate_tolerance:
+            reason = (f"gate: held-out accuracy {candidate[decisive]:.3f} < "
+                      f"{baseline[decisive]:.3f} - {self.cfg.gate_tolerance}")
             self.checkpoints.set_status(version, "rejected", reason)
             self.stats["rejected"] += 1
-            self._reset_to_served()
+            self.model.load_state_dict(self.served.state_dict())  # drop the rejected drift
+            self.opt = self._optimizer()
             return f"{version} rejected ({reason}); continuing from {self.version}"
-        await client.promote(version)
+        swap = await client.promote(version)
+        self.served.load_state_dict(self.model.state_dict())
         self.version = version
-        self.accuracy[version] = candidate_acc
+        self.accuracy[version] = candidate
         self.stats["promoted"] += 1
-        return f"{version} promoted (held-out {candidate_acc:.3f} vs {baseline:.3f})"
+        self.stats["swap_ms"] = round(1000 * swap.swap_seconds, 2)
+        return f"{version} promoted (held-out {candidate} vs {baseline})"
 
     def save_state(self, report: dict) -> None:
         self.state_path.write_text(json.dumps({"cursor": self.cursor, "step": self.step}))
-        status = {"state": "running", "step": self.step, "version": self.version,
+        status = {"state": "running", "pid": os.getpid(), "step": self.step, "version": self.version,
                   "cursor": self.cursor, "accuracy": self.accuracy, **self.stats, **report,
                   "config": {k: str(v) for k, v in asdict(self.cfg).items() if k != "token"}}
         tmp = self.cfg.state_dir / "trainer_status.json.tmp"
@@ -273,7 +290,9 @@ class Trainer:
         tmp.replace(self.cfg.state_dir / "trainer_status.json")
 
     async def run(self) -> None:
-        async with AsyncClient(self.cfg.server, token=self.cfg.token) as client:
+        root_cert = self.cfg.root_cert.read_bytes() if self.cfg.root_cert else None
+        async with AsyncClient(self.cfg.server, token=self.cfg.token, tls=bool(root_cert),
+                               root_cert=root_cert) as client:
             while not self.cfg.max_steps or self.step < self.cfg.max_steps:
                 self.read_traces()
                 if self.paused() or not self.pool:
@@ -283,8 +302,15 @@ class Trainer:
                 items = self.rng.sample(list(self.pool), min(self.cfg.prompts_per_step,
                                                              len(self.pool)))
                 start = time.monotonic()
-                report = self.train_step(await self.sample_groups(client, items))
+                try:
+                    groups = await self.sample_groups(client, items)
+                except RlvrError as err:  # e.g. the server is draining or full: try again
+                    log.warning("sampling failed (%s); retrying in %.0fs", err, self.cfg.poll_s)
+                    await asyncio.sleep(self.cfg.poll_s)
+                    continue
+                report = self.train_step(groups)
                 report["step_seconds"] = time.monotonic() - start
+                report["samples_per_s"] = report["samples"] / report["step_seconds"]
                 log.info("step %d: %s", self.step, {k: round(v, 4) if isinstance(v, float)
                                                      else v for k, v in report.items()})
                 if report.get("loss") is not None and self.step % self.cfg.publish_every == 0:

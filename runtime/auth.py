@@ -2,7 +2,9 @@
 
 Tokens come from configuration: `api_tokens` and `train_tokens` may call the Reasoning
 service (traffic of `train_tokens` may become training data), `admin_tokens` may call
-everything, including the Admin service. With no tokens configured, auth is off.
+everything, including the Admin service. With no tokens configured, auth is off. The server
+also mints one internal token for the trainer it supervises (admin and train scope); it does
+not switch auth on.
 """
 
 from __future__ import annotations
@@ -34,8 +36,10 @@ class Principal:
 
 class AuthInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, api_tokens: list[str], admin_tokens: list[str],
-                 train_tokens: list[str] = (), trust_local_anonymous: bool = True):
+                 train_tokens: list[str] = (), trust_local_anonymous: bool = True,
+                 internal_tokens: list[str] = ()):
         self.api_tokens, self.admin_tokens = list(api_tokens), list(admin_tokens)
+        self.internal_tokens = list(internal_tokens)
         self.train_tokens = list(train_tokens)
         self.trust_local_anonymous = trust_local_anonymous
 
@@ -44,6 +48,8 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         Training trust: train_tokens and admin_tokens, or (auth off, trust_local_anonymous)
         loopback callers, i.e. the local demo."""
         token = self._token(metadata)
+        if token and _matches(token, self.internal_tokens):
+            return Principal("trainer", True)
         if token and self.enabled:
             name = "token:" + hashlib.sha256(token.encode()).hexdigest()[:12]
             return Principal(name, _matches(token, self.train_tokens + self.admin_tokens))
@@ -66,12 +72,14 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         """None when the call may proceed, else (status code, message)."""
         if method.startswith(OPEN_PREFIXES):
             return None
+        token = self._token(metadata)
+        if token and _matches(token, self.internal_tokens):
+            return None
         if method.startswith(ADMIN_PREFIX) and not self.admin_tokens:
             return (grpc.StatusCode.PERMISSION_DENIED,
                     "the Admin service is disabled: configure admin_tokens to use it")
         if not self.enabled:
             return None
-        token = self._token(metadata)
         if not token:
             return (grpc.StatusCode.UNAUTHENTICATED,
                     "missing bearer token (metadata 'authorization: Bearer <token>')")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shlex
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,10 +71,19 @@ class ServerConfig:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     log_level: str = "INFO"
+    # Online learning: "auto" runs the trainer (a child process) for the embedded model only;
+    # "on" for any model, "off" never. train_args are extra `rlvr train` flags, e.g. "--lr 1e-4".
+    train: str = "auto"
+    train_args: str = ""
 
     def effort_budget(self, effort: str) -> int:
         return {"low": self.effort_low, "medium": self.effort_medium,
                 "high": self.effort_high}[effort]
+
+    @property
+    def runs_trainer(self) -> bool:
+        return self.train == "on" or (self.train == "auto" and
+                                      self.model.resolve() == MODEL_DIR.resolve())
 
     @property
     def traces_path(self) -> Path:
@@ -93,6 +103,12 @@ class ServerConfig:
             raise ConfigError("default_budget must not exceed max_budget")
         if not (self.model / "config.json").is_file():
             raise ConfigError(f"model: {self.model} is not a model folder (no config.json)")
+        if self.train not in ("auto", "on", "off"):
+            raise ConfigError(f"train must be auto, on or off, got {self.train!r}")
+        try:
+            shlex.split(self.train_args)
+        except ValueError as err:
+            raise ConfigError(f"train_args: {err}") from None
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ConfigError("tls_cert and tls_key must be given together")
         return self

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from rl_loop.checkpoints import CheckpointStore
 
 # Latency buckets from 1 ms to ~100 s, roughly x2 apart.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
@@ -13,8 +19,10 @@ TOKEN_BUCKETS = (0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 819
 class Metrics:
     """All runtime metrics in one registry (one per server, so tests can run several)."""
 
-    def __init__(self) -> None:
+    def __init__(self, state_dir: Path | None = None) -> None:
         self.registry = r = CollectorRegistry()
+        if state_dir is not None:
+            r.register(TrainingCollector(Path(state_dir)))
         self.requests = Counter("rlvr_requests_total", "Finished RPCs by method and status code",
                                 ["method", "code"], registry=r)
         self.ttft = Histogram("rlvr_time_to_first_token_seconds",
@@ -62,3 +70,62 @@ class Metrics:
     def serve(self, host: str, port: int) -> None:
         """Start the /metrics HTTP endpoint in a background thread."""
         start_http_server(port, addr=host, registry=self.registry)
+
+
+# trainer_status.json key -> (metric name, help); read at scrape time
+TRAINER_GAUGES = {
+    "step": ("rlvr_train_steps", "GRPO steps the trainer has taken"),
+    "loss": ("rlvr_train_loss", "Loss of the last step"),
+    "mean_reward": ("rlvr_train_mean_reward", "Mean verifier reward of the last step's samples"),
+    "kl": ("rlvr_train_kl", "KL to the reference policy (k3) in the last step"),
+    "clip_fraction": ("rlvr_train_clip_fraction", "Share of tokens whose ratio was clipped"),
+    "is_weight": ("rlvr_train_is_weight", "Mean truncated importance weight (behaviour = served)"),
+    "samples_per_s": ("rlvr_train_samples_per_second", "Samples generated and learned per second"),
+    "staleness": ("rlvr_train_sample_staleness_versions", "Mean version lag of trained samples"),
+    "swap_ms": ("rlvr_train_last_swap_milliseconds", "Hot-swap time of the last promotion"),
+}
+TRAINER_COUNTERS = {
+    "groups": ("rlvr_train_groups", "GRPO groups sampled"),
+    "dropped_groups": ("rlvr_train_dropped_groups", "Groups dropped: all rewards equal"),
+    "stale_samples_dropped": ("rlvr_train_stale_samples_dropped",
+                              "Samples dropped: older than the staleness bound"),
+}
+
+
+class TrainingCollector:
+    """Training metrics on the runtime's /metrics: the trainer's status file and the version
+    manifests in the state directory (the only things the trainer and the runtime share)."""
+
+    def __init__(self, state_dir: Path):
+        self.state_dir = state_dir
+
+    def collect(self):
+        path = self.state_dir / "trainer_status.json"
+        try:
+            status = json.loads(path.read_text()) if path.is_file() else {}
+        except (OSError, json.JSONDecodeError):
+            status = {}
+        for key, (name, text) in TRAINER_GAUGES.items():
+            if isinstance(status.get(key), (int, float)):
+                yield GaugeMetricFamily(name, text, value=status[key])
+        for key, (name, text) in TRAINER_COUNTERS.items():
+            if isinstance(status.get(key), (int, float)):
+                yield CounterMetricFamily(name, text, value=status[key])
+        accuracy = GaugeMetricFamily("rlvr_heldout_accuracy", "Greedy held-out accuracy (gate "
+                                     "sample) per weight version and thinking budget",
+                                     labels=["version", "budget"])
+        versions = GaugeMetricFamily("rlvr_versions", "Published versions by gate outcome",
+                                     labels=["status"])
+        by_version = dict(status.get("accuracy", {}))
+        counts: dict[str, int] = {}
+        for manifest in CheckpointStore(self.state_dir).versions():
+            counts[manifest["status"]] = counts.get(manifest["status"], 0) + 1
+            by_version.setdefault(manifest["version"],
+                                  manifest.get("metrics", {}).get("accuracy_by_budget", {}))
+        for version, table in sorted(by_version.items()):
+            for budget, value in table.items():
+                accuracy.add_metric([version, budget], value)
+        for name, count in sorted(counts.items()):
+            versions.add_metric([name], count)
+        yield accuracy
+        yield versions

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
+import shlex
 import signal
 import time
 from contextlib import aclosing
@@ -31,6 +33,7 @@ from runtime.engine import Engine
 from runtime.metrics import Metrics
 from runtime.recorder import FeedbackError, Recorder, RequestContext
 from runtime.request_spec import EFFORT_NAMES, GenerateSpec, parse_generate
+from runtime.trainer_process import TrainerProcess
 from runtime.verifiers.base import VerificationSpec
 
 log = logging.getLogger(__name__)
@@ -296,19 +299,23 @@ class Server:
 
     def __init__(self, config: ServerConfig):
         self.config = config
-        self.metrics = Metrics()
+        self.metrics = Metrics(config.state_dir)
         self.engine = Engine(config.model, max_model_len=config.max_model_len,
                              kv_cache_gib=config.kv_cache_gib, seed=config.seed,
                              think_start=config.think_start, think_end=config.think_end,
                              stream_interval=config.stream_interval)
+        self.trainer_token = secrets.token_urlsafe(32) if config.runs_trainer else ""
         self.auth = AuthInterceptor(config.api_tokens, config.admin_tokens, config.train_tokens,
-                                    config.trust_local_anonymous)
+                                    config.trust_local_anonymous,
+                                    internal_tokens=[self.trainer_token] if self.trainer_token
+                                    else [])
         self.service = ReasoningService(config, self.engine, self.metrics, self.auth)
         self.weights = WeightManager(self.engine, CheckpointStore(config.state_dir), self.metrics)
         self.admin = AdminService(self.weights, config.state_dir,
                                   ready=lambda: self.service.ready and not self.service.draining)
         self.health = health.aio.HealthServicer()
         self.grpc: grpc.aio.Server | None = None
+        self.trainer: TrainerProcess | None = None
         self.stopping: asyncio.Event | None = None
         self.port = 0
 
@@ -353,12 +360,21 @@ class Server:
         await self.health.set(SERVICE, health_pb2.HealthCheckResponse.SERVING)
         log.info("ready: serving %s (weight version %s)", self.config.model.name,
                  self.engine.weight_version)
+        if self.trainer_token:
+            host = "localhost" if self.config.host in ("0.0.0.0", "::", "") else self.config.host
+            extra = self.config.train_args + (f" --tls-ca {shlex.quote(str(self.config.tls_cert))}"
+                                              if self.config.tls_cert else "")
+            self.trainer = TrainerProcess(f"{host}:{self.port}", self.config.state_dir,
+                                          self.trainer_token, extra)
+            self.trainer.start()
 
     async def drain(self) -> None:
         """Stop admitting, let in-flight streams finish within the grace period, then stop."""
         log.info("draining: %d requests in flight, grace %.0fs", len(self.service.active),
                  self.config.drain_grace_s)
         self.service.draining = True
+        if self.trainer is not None:
+            await self.trainer.stop()
         await self.health.set(SERVICE, health_pb2.HealthCheckResponse.NOT_SERVING)
         deadline = time.monotonic() + self.config.drain_grace_s
         while self.service.active and time.monotonic() < deadline:

@@ -204,6 +204,13 @@ class TraceReader:
                                  (after_id, limit))
         return [Trace.from_row(r) for r in rows]
 
+    def read_recent(self, up_to_id: int, limit: int) -> list[Trace]:
+        """The `limit` newest trainable traces with id <= up_to_id, oldest first (a restarted
+        trainer refills its prompt pool with what it had read before)."""
+        rows = self.conn.execute("SELECT * FROM traces WHERE id <= ? AND trainable = 1 "
+                                 "ORDER BY id DESC LIMIT ?", (up_to_id, limit))
+        return [Trace.from_row(r) for r in rows][::-1]
+
     def find(self, request_id: str) -> list[Trace]:
         rows = self.conn.execute("SELECT * FROM traces WHERE request_id = ? ORDER BY choice_index",
                                  (request_id,))

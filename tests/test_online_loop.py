@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
+import sqlite3
+import threading
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -12,7 +18,7 @@ from clients.client import Client
 from rl_loop.checkpoints import CheckpointStore
 from rl_loop.trainer import Trainer, TrainerConfig
 from rl_loop.traffic import run_traffic
-from tests.conftest import ADMIN_TOKEN, API_TOKEN, TRAIN_TOKEN
+from tests.conftest import ADMIN_TOKEN, API_TOKEN, TRAIN_TOKEN, ServerProcess, metric_value
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 
@@ -35,6 +41,9 @@ def test_traffic_trains_publishes_gates_and_swaps(server):
         assert listing.current == promoted and listing.history[-1] == promoted
         manifest = CheckpointStore(server.state_dir).manifest(promoted)
         assert manifest["status"] == "promoted" and "gate_accuracy" in manifest["metrics"]
+        by_budget = manifest["metrics"]["accuracy_by_budget"]
+        assert set(by_budget) == {"unlimited", "16"} and all(0 <= v <= 1 for v in by_budget.values())
+        assert by_budget["unlimited"] == manifest["metrics"]["gate_accuracy"]
         assert admin.training_status().state in ("running", "waiting")
     with Client(server.target, token=API_TOKEN) as user:
         assert user.ask("What is 12+34?", budget=16).weight_version == promoted
@@ -56,3 +65,90 @@ def test_traffic_trains_publishes_gates_and_swaps(server):
         assert admin.list_versions().current == promoted
         admin.rollback()  # leave the shared server on the base model
         assert admin.list_versions().current == "v0"
+
+
+def wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise TimeoutError(what)
+
+
+def trainer_status(state_dir) -> dict:
+    try:
+        return json.loads((state_dir / "trainer_status.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] not in "ZX"
+    except OSError:
+        return False
+
+
+def committed_traces(state_dir) -> int:
+    with sqlite3.connect(state_dir / "traces.sqlite") as conn:
+        return conn.execute("SELECT COUNT(*) FROM traces").fetchone()[0]
+
+
+def test_serve_runs_the_trainer_which_survives_kill_9_of_itself_and_of_the_server(tmp_path):
+    """`rlvr serve` supervises the trainer; kill -9 of the trainer, then of the server
+    mid-traffic: the restart serves the last promoted version, the trainer resumes from its
+    cursor and step, and every committed trace is still there."""
+    args = "--publish-every 2 --prompts-per-step 4 --group-size 4 --gate-tasks 10 " \
+           "--gate-tolerance 1.0 --poll-s 0.2"
+    first = ServerProcess(tmp_path, train="on", train_args=args, admin_tokens=[ADMIN_TOKEN])
+    state = first.state_dir
+    try:
+        first.wait_ready()
+        traffic = asyncio.run(run_traffic(first.target, rate=6, duration=6, token=ADMIN_TOKEN,
+                                          budgets=(64, 256)))
+        assert traffic["failed"] == 0
+        with Client(first.target, token=ADMIN_TOKEN) as admin:
+            promoted = wait_for(lambda: admin.list_versions().current != "v0" and
+                                admin.list_versions().current, 300, "no version promoted")
+        metrics = first.metrics()
+        assert metric_value(metrics, "rlvr_train_steps") >= 2
+        assert 0 <= metric_value(metrics, "rlvr_heldout_accuracy",
+                                 f'budget="16",version="{promoted}"') <= 1
+        assert f'rlvr_heldout_accuracy{{budget="unlimited",version="v0"}}' in metrics
+        assert metric_value(metrics, "rlvr_versions", 'status="promoted"') >= 1
+
+        victim = trainer_status(state)["pid"]
+        os.kill(victim, signal.SIGKILL)  # the server restarts its trainer, which resumes
+        status = wait_for(lambda: (s := trainer_status(state)).get("pid") not in (None, victim)
+                          and s, 120, "trainer not restarted")
+        assert status["step"] >= 2
+
+        background = threading.Thread(target=lambda: asyncio.run(run_traffic(
+            first.target, rate=6, duration=4, token=ADMIN_TOKEN, budgets=(64,))))
+        background.start()
+        time.sleep(2)
+        first.proc.kill()  # kill -9 of the server mid-traffic (the trainer dies with it)
+        background.join()
+        last_promoted = CheckpointStore(state).current()
+        traces_before, cursor_before = committed_traces(state), \
+            json.loads((state / "trainer_state.json").read_text())["cursor"]
+        wait_for(lambda: not alive(trainer_status(state)["pid"]), 30,
+                 "the trainer outlived the server")
+    finally:
+        first.stop()
+
+    second = ServerProcess(tmp_path / "again", train="on", train_args=args,
+                           admin_tokens=[ADMIN_TOKEN], state_dir=state)
+    try:
+        second.wait_ready()
+        with Client(second.target, token=ADMIN_TOKEN) as admin:
+            assert admin.list_versions().current == last_promoted
+            assert admin.ask("What is 12+34?", budget=16).weight_version == last_promoted
+        assert committed_traces(state) >= traces_before
+        resumed = wait_for(lambda: (s := trainer_status(state)).get("cursor", 0) >= cursor_before
+                           and s.get("pid") != status["pid"] and s, 120, "trainer not resumed")
+        assert resumed["step"] >= status["step"]
+    finally:
+        second.stop()

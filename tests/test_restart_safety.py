@@ -1,0 +1,82 @@
+"""Restart safety without the engine: kill -9 during a checkpoint publish, trainer resume."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from clients.launch import REPO
+from rl_loop.checkpoints import CheckpointError, CheckpointStore
+from rl_loop.gate import ForceThinkEnd
+
+WRITER = """
+import sys, time
+from pathlib import Path
+from rl_loop.checkpoints import CheckpointStore
+
+def write(folder):
+    (folder / "model.safetensors").write_bytes(b"half" * 1000)
+    print("writing", flush=True)
+    time.sleep(120)
+
+CheckpointStore(Path(sys.argv[1])).publish(write, "v1", parent="v0", step=5)
+"""
+
+
+def test_kill_9_while_publishing_never_yields_a_version(tmp_path):
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path)], cwd=REPO,
+                            stdout=subprocess.PIPE)
+    assert proc.stdout.readline().strip() == b"writing"
+    proc.kill()
+    proc.wait()
+    store = CheckpointStore(tmp_path)
+    assert len(list(store.root.glob(".tmp-v1-*"))) == 1  # the half-written folder is there ...
+    assert store.versions() == [] and store.current() == "v0"  # ... but it is no version
+    with pytest.raises(CheckpointError):
+        store.verified_path("v1")
+    assert [name.startswith(".tmp-v1-") for name in store.sweep()] == [True]
+    assert not list(store.root.glob(".tmp-*"))
+
+    def write(folder):
+        (folder / "model.safetensors").write_bytes(b"whole")
+    store.publish(write, "v1", parent="v0", step=5)  # the name is free again
+    assert store.verified_path("v1").name == "v1"
+    assert [m["version"] for m in store.versions()] == ["v1"]
+
+
+def test_trainer_resumes_cursor_and_refills_its_pool(tmp_path):
+    """A restarted trainer continues at its saved cursor and step and, so that no trace read
+    before the crash is skipped, refills its prompt pool with the traces up to the cursor."""
+    from rl_loop.trainer import Trainer, TrainerConfig
+    from runtime.traces import Trace, TraceStore
+
+    store = TraceStore(tmp_path / "traces.sqlite")
+    for i in range(6):
+        store.append(Trace(request_id=f"r{i}", choice_index=0, source="test", trainable=True,
+                           prompt_text=f"What is {i}+1?", prompt_ids=[], thinking_ids=[],
+                           answer_ids=[], thinking_end="natural",
+                           thinking_options={"budget": 16}, sampling_options={},
+                           weight_version="v0", reward=1.0, verdict="correct",
+                           spec={"kind": "numeric", "reference": str(i + 1)}))
+    store.close()
+    (tmp_path / "trainer_state.json").write_text(json.dumps({"cursor": 4, "step": 7}))
+    trainer = Trainer(TrainerConfig(state_dir=tmp_path, gate_tasks=5))
+    assert (trainer.cursor, trainer.step) == (4, 7)
+    assert [p for p, _, _ in trainer.pool] == [f"What is {i}+1?" for i in range(4)]
+    trainer.read_traces()
+    assert trainer.cursor == 6 and len(trainer.pool) == 6
+    assert trainer.device.type in ("cpu", "cuda") and trainer.version == "v0"
+
+
+def test_force_think_end_closes_only_open_rows_at_the_budget():
+    proc = ForceThinkEnd(budget=2, prompt_len=3, think_end_id=9)
+    ids = torch.tensor([[1, 1, 1, 5, 6], [1, 1, 1, 9, 6]])
+    scores = proc(ids, torch.zeros(2, 10))
+    assert scores[0].argmax() == 9 and torch.isinf(scores[0, :9]).all()
+    assert torch.equal(scores[1], torch.zeros(10))  # already answered: untouched
+    early = proc(ids[:, :4], torch.zeros(2, 10))
+    assert torch.equal(early, torch.zeros(2, 10))  # below the budget: untouched
