@@ -169,6 +169,33 @@ def cmd_traffic(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Server + trainer + synthetic traffic, live; writes demo.json and learning_curve.png."""
+    from clients.demo import DemoConfig, run_demo
+
+    cfg = DemoConfig(out_dir=args.out, duration_s=args.duration, paused_s=args.paused,
+                     rate=args.rate, train_args=args.train_args, final_eval=args.final_eval,
+                     seed=args.seed)
+    report = run_demo(cfg)
+    first, last = report["curve"][0] if report["curve"] else None, \
+        report["curve"][-1] if report["curve"] else None
+    if first and last:
+        print(f"held-out accuracy (gate sample, unlimited thinking): {first['version']} "
+              f"{first['accuracy'].get('unlimited', 0):.3f} -> {last['version']} "
+              f"{last['accuracy'].get('unlimited', 0):.3f}; budget 16: "
+              f"{first['accuracy'].get('16', 0):.3f} -> {last['accuracy'].get('16', 0):.3f}")
+    for target, seconds in report["time_to_accuracy_s"].items():
+        print(f"time to {target}: " + (f"{seconds:.0f}s" if seconds is not None else "not reached"))
+    for phase, summary in report["latency"].items():
+        print(f"user latency, training {phase}: p50 {summary['latency_p50_s']:.2f}s p99 "
+              f"{summary['latency_p99_s']:.2f}s ({summary['requests']} requests, "
+              f"{summary['failed']} failed)")
+    if "final_eval" in report:
+        print(f"full held-out set: {json.dumps(report['final_eval'])}")
+    print(f"wrote {args.out / 'demo.json'} and {args.out / 'learning_curve.png'}")
+    return 0
+
+
 def cmd_admin(args: argparse.Namespace) -> int:
     """status / promote / rollback through the Admin service (admin token required)."""
     from clients.client import Client, RlvrError
@@ -275,14 +302,23 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
-def _positive_float(text: str) -> float:
+def _finite_float(text: str, minimum: float, strict: bool) -> float:
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    if not (value > minimum if strict else value >= minimum) or value == float("inf"):
+        raise argparse.ArgumentTypeError(
+            f"must be a finite number {'>' if strict else '>='} {minimum:g}, got {text}")
     return value
+
+
+def _positive_float(text: str) -> float:
+    return _finite_float(text, 0.0, strict=True)
+
+
+def _non_negative_float(text: str) -> float:
+    return _finite_float(text, 0.0, strict=False)
 
 
 def _positive_int(text: str) -> int:
@@ -368,6 +404,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--token", default=None, help="bearer token (default: $RLVR_TOKEN)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_traffic)
+
+    p = sub.add_parser("demo", help="server + trainer + synthetic traffic, live learning curve")
+    p.add_argument("--duration", type=_positive_float, default=900.0,
+                   help="seconds of traffic while training")
+    p.add_argument("--paused", type=_non_negative_float, default=60.0,
+                   help="then seconds of traffic with training paused (latency baseline)")
+    p.add_argument("--rate", type=_positive_float, default=2.0, help="requests per second")
+    p.add_argument("--out", type=Path, default=Path("demo-run"), help="output folder")
+    p.add_argument("--train-args", default="", help="extra `rlvr train` flags, one string")
+    p.add_argument("--no-final-eval", dest="final_eval", action="store_false",
+                   help="skip scoring the first and last versions on the full held-out set")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_demo)
 
     for name, text in (("status", "weight versions, gate results and trainer state"),
                        ("promote", "hot-swap a published version into serving"),

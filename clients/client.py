@@ -260,6 +260,12 @@ class AsyncClient:
     async def rollback(self) -> apb.SwapResponse:
         return await self._call(self.admin.Rollback, apb.RollbackRequest())
 
+    async def pause_training(self) -> apb.TrainingStatus:
+        return await self._call(self.admin.PauseTraining, apb.TrainingControlRequest())
+
+    async def resume_training(self) -> apb.TrainingStatus:
+        return await self._call(self.admin.ResumeTraining, apb.TrainingControlRequest())
+
     async def stream(self, prompt, *, timeout: float | None = None,
                      **options) -> AsyncIterator[pb.GenerateEvent]:
         call = self.stub.Generate(build_request(prompt, **options), timeout=timeout,

@@ -25,6 +25,7 @@ from rlvr.v1 import admin_pb2, admin_pb2_grpc
 from rlvr.v1 import reasoning_pb2 as pb
 from rlvr.v1 import reasoning_pb2_grpc as pb_grpc
 from runtime import generation as gen
+from runtime import orphans
 from runtime.admin import AdminService, WeightManager
 from runtime.auth import AuthInterceptor
 from runtime.budget import InvalidRequest
@@ -352,6 +353,8 @@ class Server:
                                    f"{err}") from None
         log.info("listening on %s:%d (metrics on :%d); loading %s", self.config.host, self.port,
                  self.config.metrics_port, self.config.model)
+        self.config.state_dir.mkdir(parents=True, exist_ok=True)
+        orphans.reap(self.config.state_dir)  # engine processes of a server killed by SIGKILL
         await self.engine.start()
         await self.weights.restore()  # after a restart: the last promoted version
         self.service.recorder = Recorder(self.config, self.metrics, self.engine.tokenizer)
@@ -367,6 +370,7 @@ class Server:
             self.trainer = TrainerProcess(f"{host}:{self.port}", self.config.state_dir,
                                           self.trainer_token, extra)
             self.trainer.start()
+        orphans.record(self.config.state_dir)
 
     async def drain(self) -> None:
         """Stop admitting, let in-flight streams finish within the grace period, then stop."""
@@ -384,6 +388,7 @@ class Server:
         if self.service.recorder is not None:
             self.service.recorder.close()  # commits every queued trace
         self.engine.shutdown()
+        (self.config.state_dir / orphans.FILE).unlink(missing_ok=True)
         log.info("stopped")
 
     async def run(self) -> None:

@@ -49,7 +49,9 @@ def test_config_layers_and_errors(tmp_path):
     assert (config.port, config.api_tokens, config.default_budget, config.max_n) == (7000, ["a", "b"], 32, 4)
     for text, needle in [("bogus = 1\n", "unknown key 'bogus'"), ("port = 'x'\n", "port"),
                          ("port = 99999\n", "port"), ("default_budget = 9000\n", "default_budget"),
-                         ("max_n = 1.5\n", "max_n"), ("port = \n", "config file")]:
+                         ("max_n = 1.5\n", "max_n"), ("port = \n", "config file"),
+                         ("train = 'maybe'\n", "train must be auto, on or off"),
+                         ("train_args = '--lr \"1e-4'\n", "train_args")]:
         path.write_text(text)
         with pytest.raises(ConfigError, match=re.escape(needle)):
             load_config(path, env={})
@@ -67,6 +69,12 @@ def test_config_layers_and_errors(tmp_path):
     (["traffic", "--rate", "0"], "--rate"),
     (["train", "--lr", "-1"], "--lr"),
     (["train", "--group-size", "0"], "--group-size"),
+    (["train", "--device", "tpu"], "--device"),
+    (["train", "--tls-ca", "/nonexistent.pem"], "--tls-ca"),
+    (["serve", "--train", "sometimes"], "--train"),
+    (["demo", "--rate", "0"], "--rate"),
+    (["demo", "--paused", "-1"], "--paused"),
+    (["demo", "--duration", "inf"], "--duration"),
 ])
 def test_cli_rejects_bad_flags_with_a_message(args, needle):
     out = subprocess.run([sys.executable, "-m", "clients.cli", *args], cwd=REPO,

@@ -80,3 +80,26 @@ def test_force_think_end_closes_only_open_rows_at_the_budget():
     assert torch.equal(scores[1], torch.zeros(10))  # already answered: untouched
     early = proc(ids[:, :4], torch.zeros(2, 10))
     assert torch.equal(early, torch.zeros(2, 10))  # below the budget: untouched
+
+
+def test_reap_kills_only_what_a_dead_server_left_behind(tmp_path):
+    import psutil
+
+    from runtime import orphans
+
+    dead = subprocess.Popen(["sleep", "0"])
+    dead_identity = [dead.pid, psutil.Process(dead.pid).create_time()]
+    dead.wait()
+    child = subprocess.Popen(["sleep", "60"])
+    child_identity = [child.pid, psutil.Process(child.pid).create_time()]
+    path = tmp_path / orphans.FILE
+
+    me = psutil.Process()
+    path.write_text(json.dumps({"server": [me.pid, me.create_time()],
+                                "children": [child_identity]}))
+    assert orphans.reap(tmp_path) == [] and child.poll() is None  # its server is alive
+
+    path.write_text(json.dumps({"server": dead_identity,
+                                "children": [child_identity, [child.pid, 1.0]]}))
+    assert orphans.reap(tmp_path) == [child.pid]  # the stale identity [pid, 1.0] is not it
+    assert child.wait(10) == -9 and not path.exists()

@@ -1,0 +1,190 @@
+"""`rlvr demo`: the whole loop on one machine, live.
+
+Starts `rlvr serve` (which starts its trainer) on a fresh state directory, drives synthetic
+verified traffic (the embedded task families, mixed thinking budgets), and shows live every
+promoted version with its held-out accuracy at unlimited and at a tight thinking budget, next
+to the user latency. Then it pauses training for a while to measure latency without it,
+optionally scores the first and last versions on the full held-out set, and writes the run
+as `demo.json` and `learning_curve.png`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from clients.client import AsyncClient
+from clients.launch import ServerProcess
+from rl_loop.checkpoints import BASE_VERSION, CheckpointStore
+from rl_loop.traffic import Traffic, summarize
+
+log = logging.getLogger(__name__)
+
+TARGETS = (0.8, 0.9)
+LIVE_WINDOW_S = 60.0  # latency percentiles shown live are over this many recent seconds
+
+
+@dataclass
+class DemoConfig:
+    out_dir: Path = Path("demo-run")
+    duration_s: float = 900.0
+    paused_s: float = 60.0
+    rate: float = 2.0
+    train_args: str = ""
+    final_eval: bool = True
+    seed: int = 0
+
+
+def curve(state_dir: Path, started_at: float) -> list[dict]:
+    """The base and every promoted version: seconds since start, step, accuracy by budget."""
+    status_path = state_dir / "trainer_status.json"
+    status = json.loads(status_path.read_text()) if status_path.is_file() else {}
+    points = []
+    if BASE_VERSION in status.get("accuracy", {}):
+        points.append({"version": BASE_VERSION, "t_s": 0.0, "step": 0,
+                       "accuracy": status["accuracy"][BASE_VERSION]})
+    for m in CheckpointStore(state_dir).versions():
+        if m.get("promoted_at"):
+            points.append({"version": m["version"], "t_s": round(m["promoted_at"] - started_at, 1),
+                           "step": m["step"], "accuracy": m["metrics"].get("accuracy_by_budget", {})})
+    return sorted(points, key=lambda p: p["t_s"])
+
+
+def time_to(points: list[dict], target: float, budget: str = "unlimited") -> float | None:
+    """Seconds until the first promoted version at or above `target` (None: not reached)."""
+    return next((p["t_s"] for p in points if p["accuracy"].get(budget, 0.0) >= target), None)
+
+
+def view(cfg: DemoConfig, phase: str, elapsed: float, traffic: Traffic, points: list[dict],
+         status: dict) -> Table:
+    recent = [r for r in traffic.records if time.monotonic() - r.sent_at < LIVE_WINDOW_S]
+    live, total = summarize(recent), summarize(traffic.records)
+    table = Table(title=f"rlvr demo: {phase}, {elapsed:.0f}s of {cfg.duration_s:.0f}s | "
+                        f"{total['requests']} requests, {total['failed']} failed | latency "
+                        f"p50 {live['latency_p50_s']:.2f}s p99 {live['latency_p99_s']:.2f}s "
+                        f"(last {LIVE_WINDOW_S:.0f}s) | trainer step {status.get('step', 0)}, "
+                        f"reward {status.get('mean_reward', 0):.2f}, "
+                        f"rejected {status.get('rejected', 0)}")
+    for column in ("version", "promoted at", "step", "held-out (unlimited)", "held-out (16)"):
+        table.add_column(column, justify="right")
+    for p in points[-12:]:
+        table.add_row(p["version"], f"{p['t_s']:.0f}s", str(p["step"]),
+                      f"{p['accuracy'].get('unlimited', 0):.3f}",
+                      f"{p['accuracy'].get('16', 0):.3f}")
+    return table
+
+
+def plot(points: list[dict], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for budget in sorted({b for p in points for b in p["accuracy"]}, key=lambda b: b != "unlimited"):
+        xs = [p["t_s"] / 60 for p in points if budget in p["accuracy"]]
+        ys = [p["accuracy"][budget] for p in points if budget in p["accuracy"]]
+        label = "unlimited thinking" if budget == "unlimited" else f"budget {budget} tokens"
+        ax.step(xs, ys, where="post", marker="o", markersize=3, label=label)
+    for target in TARGETS:
+        ax.axhline(target, color="grey", linestyle=":", linewidth=1)
+    ax.set(xlabel="minutes of traffic", ylabel="held-out accuracy (greedy)", ylim=(0, 1),
+           title=title)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+async def _phase(cfg: DemoConfig, name: str, seconds: float, traffic: Traffic, state_dir: Path,
+                 started_at: float, live: Live | None) -> list:
+    """Traffic for `seconds`, refreshing the display; returns this phase's records."""
+    first = len(traffic.records)
+    sender = asyncio.create_task(traffic.run(seconds))
+    begin, last_log = time.monotonic(), 0.0
+    while not sender.done():
+        await asyncio.sleep(1.0)
+        status_path = state_dir / "trainer_status.json"
+        try:
+            status = json.loads(status_path.read_text()) if status_path.is_file() else {}
+        except ValueError:  # replaced while being read
+            status = {}
+        points = curve(state_dir, started_at)
+        elapsed = time.monotonic() - begin
+        if live is not None:
+            live.update(view(cfg, name, elapsed, traffic, points, status))
+        elif elapsed - last_log >= 30:
+            last_log = elapsed
+            best = points[-1] if points else {"version": "-", "accuracy": {}}
+            log.info("%s %.0fs: serving %s, held-out %s, %s", name, elapsed, best["version"],
+                     best["accuracy"], summarize(traffic.records[first:]))
+    await sender
+    return traffic.records[first:]
+
+
+def final_eval(state_dir: Path, version: str) -> dict:
+    """The base and `version` on the full held-out set through vLLM, unlimited and budget 16."""
+    from rl_loop import evaluate, tasks
+    from rl_loop.tiny_model import MODEL_DIR
+
+    heldout = tasks.load_heldout()
+    folders = {BASE_VERSION: MODEL_DIR}
+    if version != BASE_VERSION:
+        folders[version] = CheckpointStore(state_dir).verified_path(version)
+    return {name: {budget: table["total"]["accuracy"] for budget, table in
+                   evaluate.evaluate(folder, heldout, [None, 16]).items()}
+            for name, folder in folders.items()}
+
+
+def run_demo(cfg: DemoConfig) -> dict:
+    cfg.out_dir.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_urlsafe(16)
+    server = ServerProcess(cfg.out_dir / f"run-{time.strftime('%Y%m%d-%H%M%S')}", train="on",
+                           train_args=cfg.train_args, admin_tokens=[token])
+    console = Console(stderr=True)
+    console.print(f"starting the server and its trainer (log: {server.log_path}) ...")
+    try:
+        server.wait_ready()
+        started_at = time.time()
+        traffic = Traffic(server.target, cfg.rate, token, cfg.seed)
+
+        async def phases() -> tuple[list, list]:
+            with Live(console=console, refresh_per_second=1) if console.is_terminal \
+                    else nullcontext() as live:
+                training = await _phase(cfg, "training", cfg.duration_s, traffic,
+                                        server.state_dir, started_at, live)
+                async with AsyncClient(server.target, token=token) as admin:
+                    await admin.pause_training()
+                paused = await _phase(cfg, "training paused", cfg.paused_s, traffic,
+                                      server.state_dir, started_at, live)
+            return training, paused
+        training, paused = asyncio.run(phases())
+    finally:
+        server.stop()
+    points = curve(server.state_dir, started_at)
+    report = {"config": {k: str(v) for k, v in asdict(cfg).items()},
+              "state_dir": str(server.state_dir), "curve": points,
+              "time_to_accuracy_s": {str(t): time_to(points, t) for t in TARGETS},
+              "rejected": [{"version": m["version"], "reason": m["reason"]}
+                           for m in CheckpointStore(server.state_dir).versions()
+                           if m["status"] == "rejected"],
+              "latency": {"running": summarize(training), "paused": summarize(paused)}}
+    if cfg.final_eval:
+        console.print("scoring the base and the last promoted version on the full held-out set")
+        report["final_eval"] = final_eval(server.state_dir,
+                                          CheckpointStore(server.state_dir).current())
+    (cfg.out_dir / "demo.json").write_text(json.dumps(report, indent=2))
+    plot(points, cfg.out_dir / "learning_curve.png",
+         f"online GRPO from verified traffic ({cfg.rate:g} req/s)")
+    return report
+

@@ -1,0 +1,39 @@
+"""`rlvr demo`'s bookkeeping: the learning curve from the state directory, targets, the plot."""
+
+from __future__ import annotations
+
+import json
+
+from clients.demo import DemoConfig, curve, plot, time_to, view
+from rl_loop.checkpoints import CheckpointStore
+from rl_loop.traffic import Record, Traffic
+
+
+def publish(store: CheckpointStore, version: str, step: int, accuracy: dict, **status) -> None:
+    store.publish(lambda folder: (folder / "model.safetensors").write_bytes(b"w"), version,
+                  parent="v0", step=step, metrics={"accuracy_by_budget": accuracy})
+    if status:
+        store.set_status(version, **status)
+
+
+def test_curve_has_the_base_then_promoted_versions_in_time_order(tmp_path):
+    store, t0 = CheckpointStore(tmp_path), 1000.0
+    (tmp_path / "trainer_status.json").write_text(json.dumps(
+        {"accuracy": {"v0": {"unlimited": 0.5, "16": 0.1}}}))
+    publish(store, "v1", 5, {"unlimited": 0.6, "16": 0.2}, status="promoted", promoted_at=t0 + 60)
+    publish(store, "v2", 10, {"unlimited": 0.3, "16": 0.0}, status="rejected", reason="gate")
+    publish(store, "v3", 15, {"unlimited": 0.85, "16": 0.3}, status="promoted",
+            promoted_at=t0 + 120)
+    points = curve(tmp_path, started_at=t0)
+    assert [(p["version"], p["t_s"], p["step"]) for p in points] == \
+        [("v0", 0.0, 0), ("v1", 60.0, 5), ("v3", 120.0, 15)]
+    assert time_to(points, 0.8) == 120.0 and time_to(points, 0.9) is None
+    assert time_to(points, 0.2, budget="16") == 60.0
+
+    plot(points, tmp_path / "curve.png", "test")
+    assert (tmp_path / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    traffic = Traffic("localhost:1", rate=1.0)
+    traffic.records = [Record(0.0, 0.5, True, 1.0, "v1"), Record(0.0, 1.0, False, 0.0, "")]
+    table = view(DemoConfig(), "training", 30.0, traffic, points, {"step": 15})
+    assert table.row_count == 3 and "2 requests, 1 failed" in str(table.title)
