@@ -152,7 +152,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                         prompts_per_step=args.prompts_per_step, lr=args.lr,
                         temperature=args.temperature, gate_tasks=args.gate_tasks,
                         gate_tolerance=args.gate_tolerance, device=args.device,
-                        threads=args.threads, poll_s=args.poll_s)
+                        threads=args.threads, poll_s=args.poll_s,
+                        max_sampling_rounds=args.max_sampling_rounds, lora_rank=args.lora_rank)
     asyncio.run(Trainer(cfg).run())
     return 0
 
@@ -391,6 +392,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda[:N]")
     p.add_argument("--threads", type=_non_negative_int, default=0,
                    help="torch CPU threads (0 = torch's default)")
+    p.add_argument("--lora-rank", type=_non_negative_int, default=0,
+                   help="train LoRA adapters of this rank (peft) instead of all weights; "
+                        "published versions have the adapters merged")
+    p.add_argument("--max-sampling-rounds", type=_positive_int, default=4,
+                   help="dynamic sampling: rounds of groups per step until enough carry signal")
     p.add_argument("--poll-s", type=_positive_float, default=1.0,
                    help="seconds between looks at the trace log when idle")
     p.add_argument("--tls-ca", type=Path, default=None,

@@ -14,6 +14,8 @@ import asyncio
 import json
 import logging
 import secrets
+import signal
+import sys
 import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
@@ -148,6 +150,7 @@ def final_eval(state_dir: Path, version: str) -> dict:
 
 def run_demo(cfg: DemoConfig) -> dict:
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the server on the way out
     token = secrets.token_urlsafe(16)
     server = ServerProcess(cfg.out_dir / f"run-{time.strftime('%Y%m%d-%H%M%S')}", train="on",
                            train_args=cfg.train_args, admin_tokens=[token])

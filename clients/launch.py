@@ -13,6 +13,8 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from runtime.orphans import die_with_parent
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -60,7 +62,8 @@ class ServerProcess:
         if model is not None:
             args += ["--model", str(model)]
         self.proc = subprocess.Popen(args, cwd=REPO, env=dict(os.environ, PYTHONUNBUFFERED="1"),
-                                     stdout=open(self.log_path, "w"), stderr=subprocess.STDOUT)
+                                     stdout=open(self.log_path, "w"), stderr=subprocess.STDOUT,
+                                     preexec_fn=die_with_parent)
         self.target = f"localhost:{self.port}"
 
     def wait_ready(self, timeout: float = 240.0) -> "ServerProcess":

@@ -57,6 +57,8 @@ class TrainerConfig:
     device: str = "auto"              # auto = cuda when available, else cpu
     threads: int = 0                  # torch CPU threads (0 = torch's default)
     pool_size: int = 512              # recent trainable prompts to sample groups from
+    max_sampling_rounds: int = 4      # dynamic sampling: rounds of groups per step at most
+    lora_rank: int = 0                # > 0: train LoRA adapters (peft) instead of all weights
 
 
 @dataclass
@@ -129,8 +131,7 @@ class Trainer:
         # `served` holds the weights users are served (they generate the samples): the
         # behaviour policy of the importance weights, the gate's baseline, the reset point.
         self.served = AutoModelForCausalLM.from_pretrained(start).to(self.device).eval()
-        self.model = copy.deepcopy(self.served).train()
-        self.opt = self._optimizer()
+        self._fresh_policy()
         self.grpo = GRPOConfig()
         self.think_end_id = self.tokenizer.convert_tokens_to_ids("</think>")
         self.eos_id = self.tokenizer.eos_token_id
@@ -146,8 +147,23 @@ class Trainer:
         log.info("trainer on %s at step %d, cursor %d, serving %s, %d prompts in the pool",
                  self.device, self.step, self.cursor, self.version, len(self.pool))
 
-    def _optimizer(self) -> torch.optim.Optimizer:
-        return torch.optim.AdamW(self.model.parameters(), lr=self.cfg.lr, weight_decay=0.0)
+    def _fresh_policy(self) -> None:
+        """The policy to train: a copy of the served weights (with fresh LoRA adapters when
+        `lora_rank` > 0), and a new optimizer."""
+        self.model = copy.deepcopy(self.served).train()
+        if self.cfg.lora_rank:
+            from peft import LoraConfig, get_peft_model
+
+            self.model = get_peft_model(self.model, LoraConfig(
+                r=self.cfg.lora_rank, lora_alpha=2 * self.cfg.lora_rank, lora_dropout=0.0,
+                target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
+                                "up_proj", "down_proj"]))
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        self.opt = torch.optim.AdamW(params, lr=self.cfg.lr, weight_decay=0.0)
+
+    def _merged(self):
+        """The policy as a plain model: LoRA adapters merged into a copy of the weights."""
+        return copy.deepcopy(self.model).merge_and_unload() if self.cfg.lora_rank else self.model
 
     def paused(self) -> bool:
         control = self.cfg.state_dir / "training_control.json"
@@ -186,6 +202,18 @@ class Trainer:
             return sequences_from_events(events, self.tokenizer, prompt_ids, self.think_end_id,
                                          self.eos_id)
         return await asyncio.gather(*(group(*item) for item in items))
+
+    async def collect_groups(self, client: AsyncClient) -> list[list[Sample]]:
+        """Dynamic sampling (DAPO): rounds of `prompts_per_step` groups until that many carry
+        signal (rewards not all equal) or `max_sampling_rounds` rounds are spent."""
+        groups: list[list[Sample]] = []
+        for _ in range(self.cfg.max_sampling_rounds):
+            items = self.rng.sample(list(self.pool), min(self.cfg.prompts_per_step,
+                                                         len(self.pool)))
+            groups += await self.sample_groups(client, items)
+            if sum(len({s.reward for s in g}) > 1 for g in groups) >= self.cfg.prompts_per_step:
+                break
+        return groups
 
     def _logprobs(self, model, ids: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:
         """Log-probs of each next token at the sampling temperature: [B, T-1]."""
@@ -251,29 +279,36 @@ class Trainer:
     async def publish_and_gate(self, client: AsyncClient) -> str:
         """Publish the current policy; promote it if it passes the gate. Returns the outcome."""
         baseline = self.served_accuracy()
-        candidate = gate.accuracy_by_budget(self.model, self.tokenizer, self.gate_tasks)
+        policy = self._merged()
+        candidate = gate.accuracy_by_budget(policy, self.tokenizer, self.gate_tasks)
+        decisive = budget_label(gate.REPORT_BUDGETS[0])
+        # the bar: the served version, or the best version promoted so far if that is higher
+        # (otherwise many small within-tolerance losses could add up to a large one)
+        bar = max(a[decisive] for a in self.accuracy.values())
         numbers = [version_number(m["version"]) for m in self.checkpoints.versions()]
         version = f"v{max(numbers + [version_number(self.version)]) + 1}"
 
         def write(folder: Path) -> None:
-            self.model.save_pretrained(folder, safe_serialization=True)
+            policy.save_pretrained(folder, safe_serialization=True)
             self.tokenizer.save_pretrained(folder)
-        decisive = budget_label(gate.REPORT_BUDGETS[0])
         metrics = {"gate_accuracy": candidate[decisive], "gate_baseline": baseline[decisive],
+                   "gate_bar": bar,
                    "accuracy_by_budget": candidate, "gate_tasks": len(self.gate_tasks),
                    "step": self.step}
         self.checkpoints.publish(write, version, parent=self.version, step=self.step,
                                  trace_range=(0, self.cursor), metrics=metrics)
-        if candidate[decisive] + 1e-9 < baseline[decisive] - self.cfg.gate_tolerance:
-            reason = (f"gate: held-out accuracy {candidate[decisive]:.3f} < "
-                      f"{baseline[decisive]:.3f} - {self.cfg.gate_tolerance}")
+        if candidate[decisive] + 1e-9 < bar - self.cfg.gate_tolerance:
+            reason = (f"gate: held-out accuracy {candidate[decisive]:.3f} < {bar:.3f} - "
+                      f"{self.cfg.gate_tolerance} (served {self.version}: "
+                      f"{baseline[decisive]:.3f}, best promoted: {bar:.3f})")
             self.checkpoints.set_status(version, "rejected", reason)
             self.stats["rejected"] += 1
-            self.model.load_state_dict(self.served.state_dict())  # drop the rejected drift
-            self.opt = self._optimizer()
+            self._fresh_policy()  # drop the rejected drift: continue from the served weights
             return f"{version} rejected ({reason}); continuing from {self.version}"
         swap = await client.promote(version)
-        self.served.load_state_dict(self.model.state_dict())
+        self.served.load_state_dict(policy.state_dict())
+        if self.cfg.lora_rank:
+            self._fresh_policy()  # new adapters on top of the weights just promoted
         self.version = version
         self.accuracy[version] = candidate
         self.stats["promoted"] += 1
@@ -299,11 +334,9 @@ class Trainer:
                     self.save_state({"state": "paused" if self.paused() else "waiting"})
                     await asyncio.sleep(self.cfg.poll_s)
                     continue
-                items = self.rng.sample(list(self.pool), min(self.cfg.prompts_per_step,
-                                                             len(self.pool)))
                 start = time.monotonic()
                 try:
-                    groups = await self.sample_groups(client, items)
+                    groups = await self.collect_groups(client)
                 except RlvrError as err:  # e.g. the server is draining or full: try again
                     log.warning("sampling failed (%s); retrying in %.0fs", err, self.cfg.poll_s)
                     await asyncio.sleep(self.cfg.poll_s)

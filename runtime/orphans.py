@@ -5,14 +5,18 @@ and keep their memory (on a GPU: the GPU memory the restarted server needs). The
 records its child processes in the state directory once it is ready; the next server on the
 same state directory kills the recorded ones that outlived their server. A process counts as
 the same one only if its start time matches (pids are reused), and nothing is killed while the
-recorded server itself is still alive.
+recorded server itself is still alive. Processes this project starts itself (the trainer, a
+demo's server) ask the kernel to end them with their parent instead: `die_with_parent`.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import ctypes
 import os
+import signal
+import sys
 from pathlib import Path
 
 import psutil
@@ -20,6 +24,13 @@ import psutil
 log = logging.getLogger(__name__)
 
 FILE = "server_processes.json"
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """Run in a child before exec: SIGTERM it when its parent dies, even by SIGKILL (Linux)."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _identity(proc: psutil.Process) -> list:

@@ -9,24 +9,17 @@ before the server drains. `rlvr train` runs the same trainer standalone.
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import logging
 import os
 import shlex
-import signal
 import sys
 from pathlib import Path
+
+from runtime.orphans import die_with_parent
 
 log = logging.getLogger(__name__)
 
 TOKEN_ENV = "RLVR_TRAINER_TOKEN"
-PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    """In the child: SIGTERM when the server dies, even by SIGKILL (Linux prctl)."""
-    if sys.platform.startswith("linux"):
-        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class TrainerProcess:
@@ -46,7 +39,7 @@ class TrainerProcess:
         env = dict(os.environ, **{TOKEN_ENV: self.token})
         for attempt in range(self.max_restarts + 1):
             self.proc = await asyncio.create_subprocess_exec(*self.args, env=env,
-                                                             preexec_fn=_die_with_parent)
+                                                             preexec_fn=die_with_parent)
             log.info("trainer started (pid %d)", self.proc.pid)
             code = await self.proc.wait()
             if self.stopping or code == 0:
