@@ -382,10 +382,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--publish-every", type=_positive_int, default=5)
     p.add_argument("--group-size", type=_positive_int, default=8)
     p.add_argument("--prompts-per-step", type=_positive_int, default=8)
-    p.add_argument("--lr", type=_positive_float, default=5e-5)
+    p.add_argument("--lr", type=_positive_float, default=1e-4)
     p.add_argument("--temperature", type=_positive_float, default=0.8,
                    help="sampling temperature of the groups")
-    p.add_argument("--gate-tasks", type=_positive_int, default=60,
+    p.add_argument("--gate-tasks", type=_positive_int, default=100,
                    help="held-out tasks the promotion gate scores")
     p.add_argument("--gate-tolerance", type=float, default=0.02,
                    help="promote when held-out accuracy >= served accuracy - this")

@@ -46,10 +46,10 @@ class TrainerConfig:
     root_cert: Path | None = None     # the server's TLS certificate (self-signed set-ups)
     group_size: int = 8
     prompts_per_step: int = 8
-    lr: float = 5e-5
+    lr: float = 1e-4
     temperature: float = 0.8
     publish_every: int = 5
-    gate_tasks: int = 60              # held-out sample size for the promotion gate
+    gate_tasks: int = 100             # held-out sample size for the promotion gate
     gate_tolerance: float = 0.02
     max_steps: int = 0                # 0 = run until stopped
     poll_s: float = 1.0
@@ -59,6 +59,8 @@ class TrainerConfig:
     pool_size: int = 512              # recent trainable prompts to sample groups from
     max_sampling_rounds: int = 4      # dynamic sampling: rounds of groups per step at most
     lora_rank: int = 0                # > 0: train LoRA adapters (peft) instead of all weights
+    warmup_steps: int = 10            # linear lr warm-up of every new optimizer (Adam's first
+                                      # steps move every weight by ~lr, whatever its gradient)
 
 
 @dataclass
@@ -160,6 +162,9 @@ class Trainer:
                                 "up_proj", "down_proj"]))
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.opt = torch.optim.AdamW(params, lr=self.cfg.lr, weight_decay=0.0)
+        warmup = max(1, self.cfg.warmup_steps)
+        self.schedule = torch.optim.lr_scheduler.LambdaLR(
+            self.opt, lambda k: min(1.0, (k + 1) / warmup))
 
     def _merged(self):
         """The policy as a plain model: LoRA adapters merged into a copy of the weights."""
@@ -267,6 +272,7 @@ class Trainer:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
         self.opt.step()
+        self.schedule.step()
         self.step += 1
         return report | stats | {"loss": loss.item()}
 

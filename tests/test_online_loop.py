@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import signal
 import sqlite3
 import threading
@@ -16,6 +17,7 @@ import torch
 
 from clients.client import Client
 from rl_loop.checkpoints import CheckpointStore
+from rl_loop.tasks import sample_task
 from rl_loop.trainer import Trainer, TrainerConfig
 from rl_loop.traffic import run_traffic
 from tests.conftest import ADMIN_TOKEN, API_TOKEN, TRAIN_TOKEN, ServerProcess, metric_value
@@ -64,6 +66,40 @@ def test_traffic_trains_publishes_gates_and_swaps(server):
     with Client(server.target, token=ADMIN_TOKEN) as admin:
         assert admin.list_versions().current == promoted
         admin.rollback()  # leave the shared server on the base model
+        assert admin.list_versions().current == "v0"
+
+
+def test_mean_reward_rises_on_an_easy_family(server):
+    """GRPO through the real server on four fixed decimal comparisons: the served version's
+    sampled reward on them goes up (the trainer's pool is pinned to those prompts)."""
+    rng = random.Random(11)
+    prompts = [sample_task(rng, "cmp") for _ in range(4)]
+    cfg = TrainerConfig(server=server.target, state_dir=server.state_dir, token=ADMIN_TOKEN,
+                        publish_every=4, prompts_per_step=4, group_size=8, lr=3e-4,
+                        gate_tasks=10, gate_tolerance=1.0, poll_s=0.2, max_sampling_rounds=1)
+    trainer = Trainer(cfg)
+    trainer.read_traces = lambda: None  # learn from the four prompts only
+    trainer.pool.clear()
+    trainer.pool.extend((t.prompt, {"kind": t.verifier, "reference": t.answer}, None)
+                        for t in prompts)
+    trainer.cfg.max_steps = trainer.step + 16
+
+    async def served_reward() -> float:
+        from clients.client import AsyncClient
+        trainer.rng.seed(5)
+        async with AsyncClient(server.target, token=ADMIN_TOKEN) as client:
+            groups = await trainer.sample_groups(client, list(trainer.pool) * 2)
+        rewards = [s.reward for g in groups for s in g]
+        return sum(rewards) / len(rewards)
+
+    before = asyncio.run(served_reward())
+    asyncio.run(trainer.run())
+    assert trainer.stats["promoted"] == 4
+    after = asyncio.run(served_reward())
+    assert after >= before + 0.15, (before, after)
+    with Client(server.target, token=ADMIN_TOKEN) as admin:
+        assert admin.ask(prompts[0].prompt, budget=64).weight_version == trainer.version
+        admin.promote("v0")  # leave the shared server on the base model
         assert admin.list_versions().current == "v0"
 
 

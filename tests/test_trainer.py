@@ -30,7 +30,7 @@ def logprob_of(trainer: Trainer, model, sample: Sample) -> float:
 
 @pytest.mark.parametrize("lora_rank", [0, 4])
 def test_a_step_moves_probability_toward_the_rewarded_answer(tmp_path, lora_rank):
-    trainer = Trainer(TrainerConfig(state_dir=tmp_path, gate_tasks=5, lr=1e-3,
+    trainer = Trainer(TrainerConfig(state_dir=tmp_path, gate_tasks=5, lr=1e-3, warmup_steps=1,
                                     lora_rank=lora_rank))
     groups = groups_for(trainer)
     good, bad = groups[0][0], groups[0][1]
@@ -48,3 +48,15 @@ def test_a_step_moves_probability_toward_the_rewarded_answer(tmp_path, lora_rank
     if lora_rank:
         trainable = [n for n, p in trainer.model.named_parameters() if p.requires_grad]
         assert trainable and all("lora_" in n for n in trainable)
+
+
+def test_every_new_optimizer_warms_up(tmp_path):
+    trainer = Trainer(TrainerConfig(state_dir=tmp_path, gate_tasks=5, lr=1e-3, warmup_steps=4))
+    groups = groups_for(trainer)
+    lrs = []
+    for _ in range(5):
+        lrs.append(trainer.opt.param_groups[0]["lr"])
+        trainer.train_step(groups)
+    assert lrs == pytest.approx([2.5e-4, 5e-4, 7.5e-4, 1e-3, 1e-3])
+    trainer._fresh_policy()  # after a rejection: the served weights and a new warm-up
+    assert trainer.opt.param_groups[0]["lr"] == pytest.approx(2.5e-4)
