@@ -153,7 +153,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                         temperature=args.temperature, gate_tasks=args.gate_tasks,
                         gate_tolerance=args.gate_tolerance, device=args.device,
                         threads=args.threads, poll_s=args.poll_s,
-                        max_sampling_rounds=args.max_sampling_rounds, lora_rank=args.lora_rank)
+                        max_sampling_rounds=args.max_sampling_rounds, lora_rank=args.lora_rank,
+                        warmup_steps=args.warmup_steps)
     asyncio.run(Trainer(cfg).run())
     return 0
 
@@ -260,6 +261,49 @@ def cmd_traces(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     """Benchmarks that print ratios against a baseline measured in the same run."""
+    if args.suite == "verifiers":
+        from clients.bench_verifiers import run_verifier_benchmark
+
+        report = run_verifier_benchmark()
+        if args.out:
+            args.out.write_text(json.dumps(report, indent=2) + "\n")
+        code = report["code_test_seconds"]
+        print(f"verifications per second ({report['workers']} pool workers): "
+              f"{report['verifications_per_s']}")
+        print(f"code test: sandboxed {1000 * code['sandboxed']:.0f} ms vs bare subprocess "
+              f"{1000 * code['bare_subprocess']:.0f} ms (x{code['overhead_ratio']:.2f})")
+        return 0
+    if args.suite == "swap":
+        from clients.bench_swap import run_swap_benchmark
+
+        report = run_swap_benchmark(args.swaps, args.concurrency)
+        if args.out:
+            args.out.write_text(json.dumps(report, indent=2) + "\n")
+        around, away = report["latency_around_swaps"], report["latency_away_from_swaps"]
+        print(f"{report['swaps']} hot-swaps under {report['concurrency']} concurrent streams, "
+              f"{report['requests']} requests, {report['failed_requests']} failed (target 0)")
+        print(f"  swap (pause, reload, resume): median {1000 * report['swap_s_median']:.1f} ms, "
+              f"max {1000 * report['swap_s_max']:.1f} ms; trigger to first response on the new "
+              f"version: median {1000 * report['trigger_to_first_response_s_median']:.0f} ms")
+        print(f"  user latency around swaps p50/p99 {around['p50_s']:.3f}/{around['p99_s']:.3f} s "
+              f"({around['requests']}), away from swaps {away['p50_s']:.3f}/{away['p99_s']:.3f} s "
+              f"({away['requests']})")
+        return 0
+    if args.suite == "control":
+        from clients.bench_budget import run_control_benchmark
+
+        report = run_control_benchmark(args.model, args.requests, args.concurrency)
+        if args.out:
+            args.out.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"thinking-budget Control over {report['requests']} requests "
+              f"({report['with_minimum']} with a minimum), temperature {report['temperature']}:")
+        print(f"  rlvr runtime:                    {report['control_runtime']:.3f} (target 1.0)")
+        print(f"  vLLM thinking_token_budget:      "
+              f"{report['control_vllm_thinking_token_budget']:.3f}")
+        print(f"  over budget / under minimum:     runtime {report['over_budget']['runtime']}/"
+              f"{report['under_minimum']['runtime']}, vLLM {report['over_budget']['vllm']}/"
+              f"{report['under_minimum']['vllm']}")
+        return 0
     from clients.bench import run_serving_benchmark
 
     report = run_serving_benchmark(args.model, args.requests, args.concurrency, args.rounds,
@@ -392,6 +436,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda[:N]")
     p.add_argument("--threads", type=_non_negative_int, default=0,
                    help="torch CPU threads (0 = torch's default)")
+    p.add_argument("--warmup-steps", type=_non_negative_int, default=10,
+                   help="linear lr warm-up of every new optimizer (start, after a rejection)")
     p.add_argument("--lora-rank", type=_non_negative_int, default=0,
                    help="train LoRA adapters of this rank (peft) instead of all weights; "
                         "published versions have the adapters merged")
@@ -443,8 +489,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trainable-only", action="store_true", help="export trainable traces only")
     p.set_defaults(func=cmd_traces)
 
-    p = sub.add_parser("bench", help="serving overhead: gRPC runtime vs raw vLLM AsyncLLM")
-    p.add_argument("suite", choices=["serving"])
+    p = sub.add_parser("bench", help="serving: gRPC runtime vs raw vLLM AsyncLLM; control: "
+                                      "thinking-budget Control vs vLLM's thinking_token_budget")
+    p.add_argument("suite", choices=["serving", "control", "swap", "verifiers"])
+    p.add_argument("--swaps", type=_positive_int, default=5, help="swap: versions promoted")
     p.add_argument("--model", type=_model_dir, default=MODEL_DIR)
     p.add_argument("--requests", type=_non_negative_int, default=200)
     p.add_argument("--concurrency", type=_non_negative_int, default=64)

@@ -21,6 +21,7 @@ from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import psutil
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
@@ -45,6 +46,27 @@ class DemoConfig:
     train_args: str = ""
     final_eval: bool = True
     seed: int = 0
+
+
+def rss_by_role(server_pid: int) -> dict[str, float]:
+    """Resident memory (MiB) of the server process, vLLM's engine processes, the trainer and
+    the rest (verifier workers), summed per role."""
+    roles: dict[str, float] = {}
+    try:
+        root = psutil.Process(server_pid)
+        procs = [root] + root.children(recursive=True)
+    except psutil.Error:
+        return roles
+    for proc in procs:
+        try:
+            line = " ".join(proc.cmdline())
+            rss = proc.memory_info().rss / 2**20
+        except psutil.Error:
+            continue
+        role = ("server" if proc.pid == server_pid else "trainer" if " train " in line
+                else "engine" if "VLLM" in line or "VLLM" in proc.name() else "other")
+        roles[role] = roles.get(role, 0.0) + rss
+    return roles
 
 
 def curve(state_dir: Path, started_at: float) -> list[dict]:
@@ -111,14 +133,19 @@ def plot(points: list[dict], path: Path, title: str, end_s: float | None = None)
     plt.close(fig)
 
 
-async def _phase(cfg: DemoConfig, name: str, seconds: float, traffic: Traffic, state_dir: Path,
-                 started_at: float, live: Live | None) -> list:
-    """Traffic for `seconds`, refreshing the display; returns this phase's records."""
+async def _phase(cfg: DemoConfig, name: str, seconds: float, traffic: Traffic,
+                 server: ServerProcess, started_at: float, live: Live | None,
+                 peak_rss: dict[str, float]) -> list:
+    """Traffic for `seconds`, refreshing the display and the peak memory per role; returns
+    this phase's records."""
+    state_dir = server.state_dir
     first = len(traffic.records)
     sender = asyncio.create_task(traffic.run(seconds))
     begin, last_log = time.monotonic(), 0.0
     while not sender.done():
         await asyncio.sleep(1.0)
+        for role, mib in rss_by_role(server.proc.pid).items():
+            peak_rss[role] = max(peak_rss.get(role, 0.0), round(mib, 1))
         status_path = state_dir / "trainer_status.json"
         try:
             status = json.loads(status_path.read_text()) if status_path.is_file() else {}
@@ -163,16 +190,17 @@ def run_demo(cfg: DemoConfig) -> dict:
         server.wait_ready()
         started_at = time.time()
         traffic = Traffic(server.target, cfg.rate, token, cfg.seed)
+        peak_rss: dict[str, float] = {}
 
         async def phases() -> tuple[list, list]:
             with Live(console=console, refresh_per_second=1) if console.is_terminal \
                     else nullcontext() as live:
-                training = await _phase(cfg, "training", cfg.duration_s, traffic,
-                                        server.state_dir, started_at, live)
+                training = await _phase(cfg, "training", cfg.duration_s, traffic, server,
+                                        started_at, live, peak_rss)
                 async with AsyncClient(server.target, token=token) as admin:
                     await admin.pause_training()
-                paused = await _phase(cfg, "training paused", cfg.paused_s, traffic,
-                                      server.state_dir, started_at, live)
+                paused = await _phase(cfg, "training paused", cfg.paused_s, traffic, server,
+                                      started_at, live, peak_rss)
             return training, paused
         training, paused = asyncio.run(phases())
     finally:
@@ -184,7 +212,8 @@ def run_demo(cfg: DemoConfig) -> dict:
               "rejected": [{"version": m["version"], "reason": m["reason"]}
                            for m in CheckpointStore(server.state_dir).versions()
                            if m["status"] == "rejected"],
-              "latency": {"running": summarize(training), "paused": summarize(paused)}}
+              "latency": {"running": summarize(training), "paused": summarize(paused)},
+              "peak_rss_mib": peak_rss}
     if cfg.final_eval:
         console.print("scoring the base and the last promoted version on the full held-out set")
         report["final_eval"] = final_eval(server.state_dir,

@@ -37,3 +37,20 @@ def test_curve_has_the_base_then_promoted_versions_in_time_order(tmp_path):
     traffic.records = [Record(0.0, 0.5, True, 1.0, "v1"), Record(0.0, 1.0, False, 0.0, "")]
     table = view(DemoConfig(), "training", 30.0, traffic, points, {"step": 15})
     assert table.row_count == 3 and "2 requests, 1 failed" in str(table.title)
+
+
+def test_rss_by_role_sums_the_process_tree():
+    import os
+    import subprocess
+    import sys
+
+    from clients.demo import rss_by_role
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        roles = rss_by_role(os.getpid())
+        assert roles["server"] > 10 and roles["other"] > 1  # this process, then the child
+    finally:
+        child.kill()
+        child.wait()
+    assert rss_by_role(child.pid) == {}
