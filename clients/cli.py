@@ -261,6 +261,11 @@ def cmd_traces(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     """Benchmarks that print ratios against a baseline measured in the same run."""
+    if args.suite == "report":
+        from clients.bench_report import write_report
+
+        print(f"wrote {write_report()}")
+        return 0
     if args.suite == "verifiers":
         from clients.bench_verifiers import run_verifier_benchmark
 
@@ -491,7 +496,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="serving: gRPC runtime vs raw vLLM AsyncLLM; control: "
                                       "thinking-budget Control vs vLLM's thinking_token_budget")
-    p.add_argument("suite", choices=["serving", "control", "swap", "verifiers"])
+    p.add_argument("suite", choices=["serving", "control", "swap", "verifiers", "report"],
+                   help="report: render docs/benchmarks.md from docs/bench/*.json")
     p.add_argument("--swaps", type=_positive_int, default=5, help="swap: versions promoted")
     p.add_argument("--model", type=_model_dir, default=MODEL_DIR)
     p.add_argument("--requests", type=_non_negative_int, default=200)

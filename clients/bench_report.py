@@ -1,0 +1,116 @@
+"""`rlvr bench report`: render `docs/benchmarks.md` from the suites' JSON results.
+
+Each suite writes `docs/bench/<suite>.json` (`rlvr bench <suite> --out ...`, all of them:
+`make bench`); the demo writes `docs/bench/demo/`. The report shows what is there and says
+how to reproduce every figure; a suite that has not been run is listed as missing.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+DOCS = Path("docs")
+
+
+def _load(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def serving(r: dict) -> list[str]:
+    raw, grpc = r["raw"], r["grpc"]
+    w = r["workload"]
+    return [f"{w['requests']} requests, {w['concurrency']} concurrent streams, {w['rounds']} "
+            "rounds per side, greedy, embedded model.", "",
+            "| side | tokens/s (median) | rounds | median TTFT |", "|---|---|---|---|",
+            *(f"| {s['name']} | {s['tokens_per_s_median']:.0f} | {s['tokens_per_s_all']} | "
+              f"{1000 * s['ttft_median_s']:.1f} ms |" for s in (raw, grpc)), "",
+            f"**Throughput ratio gRPC/raw: {r['throughput_ratio']:.3f}** (target >= 0.95); "
+            f"extra median TTFT {r['ttft_extra_ms']:+.1f} ms."]
+
+
+def control(r: dict) -> list[str]:
+    return [f"{r['requests']} requests with random budgets in [0, 128], {r['with_minimum']} "
+            f"with a random minimum, temperature {r['temperature']}.", "",
+            "| enforcement | Control | over budget | under minimum |", "|---|---|---|---|",
+            f"| rlvr runtime | **{r['control_runtime']:.3f}** | {r['over_budget']['runtime']} | "
+            f"{r['under_minimum']['runtime']} |",
+            f"| vLLM `thinking_token_budget` (no minimum) | "
+            f"{r['control_vllm_thinking_token_budget']:.3f} | {r['over_budget']['vllm']} | "
+            f"{r['under_minimum']['vllm']} |"]
+
+
+def swap(r: dict) -> list[str]:
+    a, b = r["latency_around_swaps"], r["latency_away_from_swaps"]
+    return [f"{r['swaps']} promotions under {r['concurrency']} concurrent streams: "
+            f"**{r['failed_requests']} failed of {r['requests']}** requests (target 0).", "",
+            f"- swap (pause, reload, resume): median {1000 * r['swap_s_median']:.1f} ms, "
+            f"max {1000 * r['swap_s_max']:.1f} ms",
+            f"- trigger to first response on the new version: median "
+            f"{1000 * r['trigger_to_first_response_s_median']:.0f} ms",
+            f"- user latency p50/p99 around swaps {a['p50_s']:.3f}/{a['p99_s']:.3f} s "
+            f"({a['requests']} requests) vs away from swaps {b['p50_s']:.3f}/{b['p99_s']:.3f} s "
+            f"({b['requests']})"]
+
+
+def verifiers(r: dict) -> list[str]:
+    code = r["code_test_seconds"]
+    return [f"Through the runtime's verifier pool ({r['workers']} worker processes): "
+            + ", ".join(f"{k} {v:g}/s" for k, v in r["verifications_per_s"].items()) + ".",
+            f"A code test in the sandbox (bubblewrap, no network, limits) takes "
+            f"{1000 * code['sandboxed']:.0f} ms against {1000 * code['bare_subprocess']:.0f} ms "
+            f"in a bare `python` subprocess (x{code['overhead_ratio']:.2f})."]
+
+
+def demo(r: dict) -> list[str]:
+    first, last = r["curve"][0], r["curve"][-1]
+    lines = [f"`rlvr demo` ({r['config']['duration_s']} s of traffic at {r['config']['rate']} "
+             f"req/s, then {r['config']['paused_s']} s with training paused), "
+             f"{len(r['curve']) - 1} versions promoted, {len(r['rejected'])} rejected.", "",
+             f"- held-out accuracy (gate sample, greedy): {first['version']} "
+             f"{first['accuracy'].get('unlimited', 0):.3f} -> {last['version']} "
+             f"{last['accuracy'].get('unlimited', 0):.3f} at unlimited thinking, "
+             f"{first['accuracy'].get('16', 0):.3f} -> {last['accuracy'].get('16', 0):.3f} at "
+             "a 16-token budget",
+             "- time to 80% / 90%: " + " / ".join(
+                 f"{v:.0f} s" if v is not None else "not reached"
+                 for v in r["time_to_accuracy_s"].values())]
+    if "final_eval" in r:
+        lines.append(f"- full held-out set (300 tasks, vLLM): {json.dumps(r['final_eval'])}")
+    for phase, s in r["latency"].items():
+        lines.append(f"- user latency with training {phase}: p50 {s['latency_p50_s']:.2f} s, "
+                     f"p99 {s['latency_p99_s']:.2f} s ({s['requests']} requests, "
+                     f"{s['failed']} failed)")
+    if r.get("peak_rss_mib"):
+        lines.append(f"- peak resident memory (MiB): {json.dumps(r['peak_rss_mib'])}")
+    return lines + ["", "![learning curve](bench/demo/learning_curve.png)"]
+
+
+SUITES = [  # (title, result file under docs/, renderer, command)
+    ("Serving overhead", "bench/serving.json", serving,
+     "rlvr bench serving --requests 200 --concurrency 64 --out docs/bench/serving.json"),
+    ("Thinking-budget control (s1's Control)", "bench/control.json", control,
+     "rlvr bench control --requests 1000 --out docs/bench/control.json"),
+    ("Hot-swap under load", "bench/swap.json", swap,
+     "rlvr bench swap --swaps 5 --concurrency 64 --out docs/bench/swap.json"),
+    ("Verifiers", "bench/verifiers.json", verifiers,
+     "rlvr bench verifiers --out docs/bench/verifiers.json"),
+    ("Online learning, latency and memory (the demo)", "bench/demo/demo.json", demo,
+     "rlvr demo --out docs/bench/demo"),
+]
+
+
+def write_report(docs: Path = DOCS) -> Path:
+    lines = ["# Benchmarks", "",
+             "Measured on the development machine (2 CPU cores, shared and noisy): every figure "
+             "is a ratio or a comparison from one run, both sides measured in that run. "
+             "`make bench` runs every suite and rewrites this file (`rlvr bench report`).", ""]
+    for title, name, render, command in SUITES:
+        result = _load(docs / name)
+        lines += [f"## {title}", "", f"`{command}`", ""]
+        lines += render(result) if result else ["Not run yet."]
+        lines.append("")
+    path = docs / "benchmarks.md"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines))
+    return path
