@@ -36,6 +36,8 @@ def health_status(port: int, service: str, timeout: float = 2.0,
 
 
 def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     if isinstance(value, (str, Path)):
