@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from contextlib import aclosing
 from dataclasses import dataclass
 
 import grpc
+from google.protobuf.message import DecodeError
 
 OPEN_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 ADMIN_PREFIX = "/rlvr.v1.Admin/"
@@ -93,22 +95,49 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(self, continuation, handler_call_details):
         handler = await continuation(handler_call_details)
-        denied = self.check(handler_call_details.method, handler_call_details.invocation_metadata)
-        if denied is None or handler is None:
+        if handler is None or handler_call_details.method.startswith(OPEN_PREFIXES):
             return handler
-        code, message = denied
+        denied = self.check(handler_call_details.method, handler_call_details.invocation_metadata)
+        return _replace_behaviour(handler, denied)
 
-        async def deny_unary(request, context):
-            await context.abort(code, message)
 
-        async def deny_stream(request, context):
-            await context.abort(code, message)
-            yield  # pragma: no cover - makes this an async generator
+class _Undecodable:
+    """Stands in for request bytes that do not parse as the method's request message."""
 
-        if handler.unary_stream:
-            return grpc.unary_stream_rpc_method_handler(
-                deny_stream, request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer)
-        return grpc.unary_unary_rpc_method_handler(
-            deny_unary, request_deserializer=handler.request_deserializer,
+
+def _replace_behaviour(handler, denied: tuple[grpc.StatusCode, str] | None):
+    """The same method, answering a denied caller with `denied` and bytes that are not a
+    request message with INVALID_ARGUMENT (gRPC itself would answer UNKNOWN)."""
+    parse = handler.request_deserializer
+
+    def deserialize(data: bytes):
+        try:
+            return parse(data)
+        except DecodeError:
+            return _Undecodable()
+
+    def refusal(request) -> tuple[grpc.StatusCode, str] | None:
+        if isinstance(request, _Undecodable):
+            return grpc.StatusCode.INVALID_ARGUMENT, "the request bytes are not a valid message"
+        return denied
+
+    if handler.unary_stream:
+        inner_stream = handler.unary_stream
+
+        async def stream(request, context):
+            if (refused := refusal(request)) is not None:
+                await context.abort(*refused)
+            async with aclosing(inner_stream(request, context)) as messages:
+                async for message in messages:  # closed at once when the client goes away
+                    yield message
+        return grpc.unary_stream_rpc_method_handler(
+            stream, request_deserializer=deserialize,
             response_serializer=handler.response_serializer)
+    inner_unary = handler.unary_unary
+
+    async def unary(request, context):
+        if (refused := refusal(request)) is not None:
+            await context.abort(*refused)
+        return await inner_unary(request, context)
+    return grpc.unary_unary_rpc_method_handler(
+        unary, request_deserializer=deserialize, response_serializer=handler.response_serializer)

@@ -150,8 +150,11 @@ class Recorder:
             verdict = Verdict(reward, FEEDBACK, verifier=FEEDBACK)
         request = RequestContext(request_id, principal, trace.prompt_text, {}, {}, spec)
         reason = self._trust(request, verdict, spec)
-        if trace.untrusted_reason == "untrusted_source":
-            reason = "untrusted_source"  # trusted feedback cannot launder an untrusted request
+        if trace.untrusted_reason == "untrusted_source" or (
+                spec is None and trace.untrusted_reason == "reference_mismatch"):
+            # feedback cannot launder an untrusted request, nor a bare reward a wrong reference
+            # (the trainer would sample groups against that reference); a new spec is re-checked
+            reason = trace.untrusted_reason
         trace.reward, trace.verdict = verdict.reward, verdict.verdict
         trace.extracted_answer = verdict.extracted_answer
         trace.trainable, trace.untrusted_reason = not reason, reason

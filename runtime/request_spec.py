@@ -81,8 +81,8 @@ def _messages(request: pb.GenerateRequest, config: ServerConfig) -> list[dict[st
 def _sampling(request: pb.GenerateRequest, config: ServerConfig) -> tuple[Sampling, int]:
     s = request.sampling
     temperature = s.temperature if s.HasField("temperature") else config.default_temperature
-    if not math.isfinite(temperature) or temperature < 0:
-        raise InvalidRequest("sampling.temperature", f"must be a finite number >= 0, got {temperature}")
+    if not math.isfinite(temperature) or not 0 <= temperature <= 2:
+        raise InvalidRequest("sampling.temperature", f"must be in [0, 2], got {temperature}")
     top_p = s.top_p if s.HasField("top_p") else 1.0
     if not math.isfinite(top_p) or not 0 < top_p <= 1:
         raise InvalidRequest("sampling.top_p", f"must be in (0, 1], got {top_p}")

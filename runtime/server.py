@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from vllm.exceptions import VLLMClientError
 
 from rl_loop.checkpoints import CheckpointStore
 from rlvr.v1 import admin_pb2, admin_pb2_grpc
@@ -146,6 +147,9 @@ class ReasoningService(pb_grpc.ReasoningServicer):
                 async for event in events:
                     yield event
             code = grpc.StatusCode.OK
+        except VLLMClientError as err:  # a limit of the engine that parse_generate missed
+            code = grpc.StatusCode.INVALID_ARGUMENT
+            await context.abort(code, f"rejected by the engine: {err}")
         finally:
             del self.active[spec.request_id]
             self.metrics.requests.labels("GenerateShadow" if spec.shadow else "Generate",
@@ -223,7 +227,7 @@ class ReasoningService(pb_grpc.ReasoningServicer):
             queue.put_nowait((run.index, None))
         except BaseException as err:  # noqa: BLE001 - forwarded to the consumer, which decides
             queue.put_nowait((run.index, err))
-            if not isinstance(err, asyncio.CancelledError):
+            if not isinstance(err, (asyncio.CancelledError, VLLMClientError)):
                 log.exception("choice %s of %s failed", run.index, run.request_id)
 
     def _observe(self, event: gen.Event, last_token_at: list[float]) -> None:

@@ -131,3 +131,50 @@ def test_cli_verify_json_and_traces(server):
     assert len(lines) == stats["total"] and "prompt_ids" in json.loads(lines[0])
     assert metric_value(server.metrics(), "rlvr_verifications_total",
                         f'kind="numeric",verdict="{v["verdict"]}",weight_version="v0"') >= 1
+
+
+def test_a_poisoning_flood_never_reaches_the_trainers_inputs(server):
+    """Untrusted callers flood wrong references and feedback; a trusted caller sends wrong
+    references for prompts the server can check. None of it becomes trainable, and a trainer
+    reading the log from its cursor gets none of those prompts."""
+    import asyncio
+    import random
+
+    from clients.client import AsyncClient
+    from rl_loop.trainer import Trainer, TrainerConfig
+
+    rng = random.Random(3)
+    pairs = [(rng.randint(10, 999), rng.randint(10, 999)) for _ in range(120)]
+
+    async def flood(token: str, tag: str) -> None:
+        sem = asyncio.Semaphore(24)
+        async with AsyncClient(server.target, token=token) as c:
+            async def one(i: int, a: int, b: int) -> None:
+                async with sem:
+                    rid = f"{tag}-{i}"
+                    await c.ask(f"What is {a}+{b}?", request_id=rid, budget=0,
+                                max_answer_tokens=4, verify=f"numeric:{a + b + 1}")
+                    try:
+                        await c.feedback(rid, reward=1.0)
+                    except RlvrError as err:  # e.g. the trace is not committed yet
+                        assert err.code == grpc.StatusCode.NOT_FOUND
+            await asyncio.gather(*(one(i, a, b) for i, (a, b) in enumerate(pairs)))
+
+    asyncio.run(flood(API_TOKEN, "flood-untrusted"))
+    asyncio.run(flood(TRAIN_TOKEN, "flood-mismatch"))
+    for tag in ("flood-untrusted", "flood-mismatch"):
+        wait_for_trace(server, f"{tag}-{len(pairs) - 1}")
+    reader = TraceReader(server.state_dir / "traces.sqlite")
+    try:
+        flooded = [t for t in reader.iter_all() if t.request_id.startswith("flood-")]
+    finally:
+        reader.close()
+    assert len(flooded) == 2 * len(pairs) and not any(t.trainable for t in flooded)
+    assert {t.untrusted_reason for t in flooded} == {"untrusted_source", "reference_mismatch"}
+
+    trainer = Trainer(TrainerConfig(state_dir=server.state_dir, gate_tasks=5))
+    trainer.read_traces()
+    flooded_prompts = {f"What is {a}+{b}?" for a, b in pairs}
+    assert not flooded_prompts & {prompt for prompt, _, _ in trainer.pool}
+    assert all(spec["reference"] == reference_for(prompt)
+               for prompt, spec, _ in trainer.pool if reference_for(prompt) is not None)
