@@ -260,6 +260,11 @@ class AsyncClient:
     async def rollback(self) -> apb.SwapResponse:
         return await self._call(self.admin.Rollback, apb.RollbackRequest())
 
+    async def feedback(self, request_id: str, *, index: int = 0, reward: float | None = None,
+                       verify: str | None = None, replace: bool = False) -> pb.FeedbackResponse:
+        return await self._call(self.stub.SubmitFeedback,
+                                feedback_request(request_id, index, reward, verify, replace))
+
     async def pause_training(self) -> apb.TrainingStatus:
         return await self._call(self.admin.PauseTraining, apb.TrainingControlRequest())
 
