@@ -15,7 +15,7 @@ from runtime.verifiers.base import VerificationSpec
 from runtime.verifiers.pool import VerifierPool
 
 CASES = {
-    "numeric": ("The answer is 4198.", VerificationSpec("numeric", reference="4198")),
+    "numeric": ("4198", VerificationSpec("numeric", reference="4198")),
     "math": (r"So $x = \frac{3}{4}$.", VerificationSpec("math", reference="0.75")),
     "code": ("```python\ndef add(a, b):\n    return a + b\n```",
              VerificationSpec("code", tests=("assert add(2, 3) == 5",))),

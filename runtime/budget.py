@@ -43,9 +43,11 @@ class ThinkingPlan:
 
     @property
     def sampled_cap(self) -> int:
-        """Thinking tokens after which the close is forced (leaving room for the wrap-up)."""
+        """Thinking tokens after which the close is forced: room is left for the wrap-up, but
+        never below `min_tokens` (the wrap-up is then dropped if it no longer fits)."""
         wrap = len(self.wrap_up_ids)
-        return self.budget - wrap if 0 < wrap <= self.budget else self.budget
+        cap = self.budget - wrap if 0 < wrap <= self.budget else self.budget
+        return max(cap, self.min_tokens)
 
     def wrap_up_for(self, thinking_tokens: int) -> tuple[int, ...]:
         """The wrap-up ids to inject at a forced close, or () when they would not fit."""
