@@ -154,7 +154,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                         gate_tolerance=args.gate_tolerance, device=args.device,
                         threads=args.threads, poll_s=args.poll_s,
                         max_sampling_rounds=args.max_sampling_rounds, lora_rank=args.lora_rank,
-                        warmup_steps=args.warmup_steps)
+                        warmup_steps=args.warmup_steps, min_free_mb=args.min_free_mb)
     asyncio.run(Trainer(cfg).run())
     return 0
 
@@ -441,6 +441,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda[:N]")
     p.add_argument("--threads", type=_non_negative_int, default=0,
                    help="torch CPU threads (0 = torch's default)")
+    p.add_argument("--min-free-mb", type=_non_negative_int, default=256,
+                   help="pause while the state directory has less free space (MiB)")
     p.add_argument("--warmup-steps", type=_non_negative_int, default=10,
                    help="linear lr warm-up of every new optimizer (start, after a rejection)")
     p.add_argument("--lora-rank", type=_non_negative_int, default=0,

@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import random
+import shutil
 import time
 from collections import deque
 from dataclasses import asdict, dataclass
@@ -59,6 +60,7 @@ class TrainerConfig:
     pool_size: int = 512              # recent trainable prompts to sample groups from
     max_sampling_rounds: int = 4      # dynamic sampling: rounds of groups per step at most
     lora_rank: int = 0                # > 0: train LoRA adapters (peft) instead of all weights
+    min_free_mb: int = 256            # pause while the state directory has less free space
     warmup_steps: int = 10            # linear lr warm-up of every new optimizer (Adam's first
                                       # steps move every weight by ~lr, whatever its gradient)
 
@@ -321,14 +323,29 @@ class Trainer:
         self.stats["swap_ms"] = round(1000 * swap.swap_seconds, 2)
         return f"{version} promoted (held-out {candidate} vs {baseline})"
 
+    def disk_full(self) -> bool:
+        return shutil.disk_usage(self.cfg.state_dir).free < self.cfg.min_free_mb * 2**20
+
+    def state(self) -> str:
+        if self.paused():
+            return "paused"
+        if self.disk_full():
+            return "paused: disk full"
+        return "running" if self.pool else "waiting"
+
     def save_state(self, report: dict) -> None:
-        self.state_path.write_text(json.dumps({"cursor": self.cursor, "step": self.step}))
+        """Cursor, step and a status report; a full disk only costs the report (the cursor
+        then stays behind, so a restart re-reads traces rather than skip any)."""
         status = {"state": "running", "pid": os.getpid(), "step": self.step, "version": self.version,
                   "cursor": self.cursor, "accuracy": self.accuracy, **self.stats, **report,
                   "config": {k: str(v) for k, v in asdict(self.cfg).items() if k != "token"}}
         tmp = self.cfg.state_dir / "trainer_status.json.tmp"
-        tmp.write_text(json.dumps(status))
-        tmp.replace(self.cfg.state_dir / "trainer_status.json")
+        try:
+            self.state_path.write_text(json.dumps({"cursor": self.cursor, "step": self.step}))
+            tmp.write_text(json.dumps(status))
+            tmp.replace(self.cfg.state_dir / "trainer_status.json")
+        except OSError as err:
+            log.error("cannot write the trainer's state (%s)", err)
 
     async def run(self) -> None:
         root_cert = self.cfg.root_cert.read_bytes() if self.cfg.root_cert else None
@@ -336,8 +353,8 @@ class Trainer:
                                root_cert=root_cert) as client:
             while not self.cfg.max_steps or self.step < self.cfg.max_steps:
                 self.read_traces()
-                if self.paused() or not self.pool:
-                    self.save_state({"state": "paused" if self.paused() else "waiting"})
+                if (state := self.state()) != "running":
+                    self.save_state({"state": state})
                     await asyncio.sleep(self.cfg.poll_s)
                     continue
                 start = time.monotonic()
@@ -353,5 +370,9 @@ class Trainer:
                 log.info("step %d: %s", self.step, {k: round(v, 4) if isinstance(v, float)
                                                      else v for k, v in report.items()})
                 if report.get("loss") is not None and self.step % self.cfg.publish_every == 0:
-                    log.info("%s", await self.publish_and_gate(client))
+                    try:
+                        log.info("%s", await self.publish_and_gate(client))
+                    except OSError as err:  # e.g. the disk filled up mid-publish: nothing is
+                        log.error("publish failed (%s); training goes on", err)  # published
+                        self.stats["publish_failures"] = self.stats.get("publish_failures", 0) + 1
                 self.save_state(report)

@@ -103,3 +103,79 @@ def test_reap_kills_only_what_a_dead_server_left_behind(tmp_path):
                                 "children": [child_identity, [child.pid, 1.0]]}))
     assert orphans.reap(tmp_path) == [child.pid]  # the stale identity [pid, 1.0] is not it
     assert child.wait(10) == -9 and not path.exists()
+
+
+@pytest.fixture()
+def small_disk(tmp_path):
+    """A 24 MiB tmpfs (needs root, as on the development and CI machines)."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mount)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (not root)")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def fill(path) -> None:
+    with open(path, "wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * (1 << 20))
+                f.flush()
+        except OSError:
+            pass
+
+
+@pytest.mark.engine
+def test_full_disk_serving_goes_on_training_pauses_and_nothing_is_lost(small_disk, tmp_path):
+    import asyncio
+    import sqlite3
+    import time
+
+    from clients.client import Client
+    from clients.launch import ServerProcess
+    from rl_loop.trainer import Trainer, TrainerConfig
+
+    state = small_disk / "state"
+    server = ServerProcess(tmp_path / "w", state_dir=state, admin_tokens=["adm"])
+
+    def committed() -> int:
+        with sqlite3.connect(state / "traces.sqlite") as conn:
+            return conn.execute("SELECT COUNT(*) FROM traces").fetchone()[0]
+    try:
+        server.wait_ready()
+        with Client(server.target, token="adm") as c:
+            def ask(i: int) -> str:
+                return c.ask(f"What is {i}+1?", budget=16, verify=f"numeric:{i + 1}").finish_reason
+            assert [ask(i) for i in range(4)] == ["stop"] * 4
+            deadline = time.monotonic() + 10
+            while committed() < 4 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert committed() == 4
+            fill(small_disk / "filler")
+            assert [ask(i) for i in range(4, 8)] == ["stop"] * 4  # serving goes on
+            time.sleep(1)
+            assert committed() == 4  # ... while the writer holds these traces and retries
+
+            cfg = TrainerConfig(server=server.target, state_dir=state, token="adm", max_steps=1,
+                                publish_every=1, gate_tasks=5, gate_tolerance=1.0,
+                                prompts_per_step=2, group_size=4, poll_s=0.2, min_free_mb=1)
+            trainer = Trainer(cfg)
+            assert trainer.state() == "paused: disk full"
+            with pytest.raises(asyncio.TimeoutError):
+                asyncio.run(asyncio.wait_for(trainer.run(), 3))
+            assert trainer.step == 0  # paused, not crashed
+
+            (small_disk / "filler").unlink()  # space returns
+            deadline = time.monotonic() + 30
+            while committed() < 8 and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert committed() == 8  # nothing accepted was lost
+            asyncio.run(trainer.run())
+            assert trainer.step == 1 and trainer.stats["promoted"] == 1  # training resumed
+            assert c.ask("What is 2+2?", budget=16).weight_version == trainer.version
+    finally:
+        server.stop()
