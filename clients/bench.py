@@ -9,7 +9,6 @@ time-to-first-token difference. Ratios, not absolute numbers: this machine is sh
 from __future__ import annotations
 
 import asyncio
-import json
 import statistics
 import tempfile
 import time
@@ -117,7 +116,7 @@ def summary(name: str, rounds: list[Round]) -> dict:
 
 
 def run_serving_benchmark(model: Path = MODEL_DIR, requests: int = 200, concurrency: int = 64,
-                          rounds: int = 3, out: Path | None = None) -> dict:
+                          rounds: int = 3) -> dict:
     """Raw engine first (in this process), then the gRPC server (a subprocess); one at a time,
     so the two never compete for the cores."""
     from clients.launch import ServerProcess
@@ -140,6 +139,4 @@ def run_serving_benchmark(model: Path = MODEL_DIR, requests: int = 200, concurre
                                   / report["raw"]["tokens_per_s_median"])
     report["ttft_extra_ms"] = 1000 * (report["grpc"]["ttft_median_s"]
                                       - report["raw"]["ttft_median_s"])
-    if out:
-        out.write_text(json.dumps(report, indent=2) + "\n")
     return report

@@ -100,6 +100,9 @@ SUITES = [  # (title, result file under docs/, renderer, command)
 ]
 
 
+RENDERERS = {"serving": serving, "control": control, "swap": swap, "verifiers": verifiers}
+
+
 def write_report(docs: Path = DOCS) -> Path:
     lines = ["# Benchmarks", "",
              "Measured on the development machine (2 CPU cores, shared and noisy): every figure "

@@ -261,66 +261,26 @@ def cmd_traces(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     """Benchmarks that print ratios against a baseline measured in the same run."""
+    from clients import bench_report
+
     if args.suite == "report":
-        from clients.bench_report import write_report
-
-        print(f"wrote {write_report()}")
+        print(f"wrote {bench_report.write_report()}")
         return 0
-    if args.suite == "verifiers":
-        from clients.bench_verifiers import run_verifier_benchmark
-
-        report = run_verifier_benchmark()
-        if args.out:
-            args.out.write_text(json.dumps(report, indent=2) + "\n")
-        code = report["code_test_seconds"]
-        print(f"verifications per second ({report['workers']} pool workers): "
-              f"{report['verifications_per_s']}")
-        print(f"code test: sandboxed {1000 * code['sandboxed']:.0f} ms vs bare subprocess "
-              f"{1000 * code['bare_subprocess']:.0f} ms (x{code['overhead_ratio']:.2f})")
-        return 0
-    if args.suite == "swap":
-        from clients.bench_swap import run_swap_benchmark
-
-        report = run_swap_benchmark(args.swaps, args.concurrency)
-        if args.out:
-            args.out.write_text(json.dumps(report, indent=2) + "\n")
-        around, away = report["latency_around_swaps"], report["latency_away_from_swaps"]
-        print(f"{report['swaps']} hot-swaps under {report['concurrency']} concurrent streams, "
-              f"{report['requests']} requests, {report['failed_requests']} failed (target 0)")
-        print(f"  swap (pause, reload, resume): median {1000 * report['swap_s_median']:.1f} ms, "
-              f"max {1000 * report['swap_s_max']:.1f} ms; trigger to first response on the new "
-              f"version: median {1000 * report['trigger_to_first_response_s_median']:.0f} ms")
-        print(f"  user latency around swaps p50/p99 {around['p50_s']:.3f}/{around['p99_s']:.3f} s "
-              f"({around['requests']}), away from swaps {away['p50_s']:.3f}/{away['p99_s']:.3f} s "
-              f"({away['requests']})")
-        return 0
-    if args.suite == "control":
+    if args.suite == "serving":
+        from clients.bench import run_serving_benchmark
+        report = run_serving_benchmark(args.model, args.requests, args.concurrency, args.rounds)
+    elif args.suite == "control":
         from clients.bench_budget import run_control_benchmark
-
         report = run_control_benchmark(args.model, args.requests, args.concurrency)
-        if args.out:
-            args.out.write_text(json.dumps(report, indent=2) + "\n")
-        print(f"thinking-budget Control over {report['requests']} requests "
-              f"({report['with_minimum']} with a minimum), temperature {report['temperature']}:")
-        print(f"  rlvr runtime:                    {report['control_runtime']:.3f} (target 1.0)")
-        print(f"  vLLM thinking_token_budget:      "
-              f"{report['control_vllm_thinking_token_budget']:.3f}")
-        print(f"  over budget / under minimum:     runtime {report['over_budget']['runtime']}/"
-              f"{report['under_minimum']['runtime']}, vLLM {report['over_budget']['vllm']}/"
-              f"{report['under_minimum']['vllm']}")
-        return 0
-    from clients.bench import run_serving_benchmark
-
-    report = run_serving_benchmark(args.model, args.requests, args.concurrency, args.rounds,
-                                   args.out)
-    raw, served = report["raw"], report["grpc"]
-    print(f"workload: {args.requests} requests, {args.concurrency} concurrent streams, "
-          f"{args.rounds} rounds each, greedy, {args.model}")
-    for side in (raw, served):
-        print(f"  {side['name']:<14} {side['tokens_per_s_median']:>9.0f} tokens/s "
-              f"(rounds {side['tokens_per_s_all']}), median TTFT {1000 * side['ttft_median_s']:.1f} ms")
-    print(f"throughput ratio gRPC/raw: {report['throughput_ratio']:.3f} (target >= 0.95)")
-    print(f"extra median TTFT: {report['ttft_extra_ms']:+.1f} ms (target <= 5 ms)")
+    elif args.suite == "swap":
+        from clients.bench_swap import run_swap_benchmark
+        report = run_swap_benchmark(args.swaps, args.concurrency)
+    else:
+        from clients.bench_verifiers import run_verifier_benchmark
+        report = run_verifier_benchmark()
+    if args.out:
+        args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print("\n".join(bench_report.RENDERERS[args.suite](report)))
     return 0
 
 
