@@ -18,6 +18,7 @@ import torch
 from clients.client import Client
 from rl_loop.checkpoints import CheckpointStore
 from rl_loop.tasks import sample_task
+from rl_loop.tiny_model import MODEL_DIR
 from rl_loop.trainer import Trainer, TrainerConfig
 from rl_loop.traffic import run_traffic
 from tests.conftest import ADMIN_TOKEN, API_TOKEN, TRAIN_TOKEN, ServerProcess, metric_value
@@ -194,3 +195,30 @@ def test_serve_runs_the_trainer_which_survives_kill_9_of_itself_and_of_the_serve
         assert resumed["step"] >= status["step"]
     finally:
         second.stop()
+
+
+def test_lora_candidates_are_merged_published_and_served(server):
+    """`--lora-rank`: adapters are trained, merged into the published checkpoint, and the
+    merged weights are hot-swapped into the real server like any other version."""
+    report = asyncio.run(run_traffic(server.target, rate=6, duration=4, token=TRAIN_TOKEN,
+                                     budgets=(64,)))
+    assert report["failed"] == 0
+    cfg = TrainerConfig(server=server.target, state_dir=server.state_dir, token=ADMIN_TOKEN,
+                        publish_every=2, prompts_per_step=4, group_size=6, gate_tasks=10,
+                        gate_tolerance=1.0, poll_s=0.2, lora_rank=4, lr=1e-3)
+    trainer = Trainer(cfg)
+    trainer.cfg.max_steps = trainer.step + 2
+    try:
+        asyncio.run(trainer.run())
+        assert trainer.stats["promoted"] == 1
+        store = CheckpointStore(server.state_dir)
+        from safetensors.torch import load_file
+        weights = load_file(store.verified_path(trainer.version) / "model.safetensors")
+        base = load_file(MODEL_DIR / "model.safetensors")
+        assert set(weights) == set(base)  # merged: a plain Qwen2 checkpoint, no adapter tensors
+        assert any(not torch.equal(weights[k], base[k]) for k in base)  # ... that learned
+        with Client(server.target, token=ADMIN_TOKEN) as admin:
+            assert admin.ask("What is 12+34?", budget=16).weight_version == trainer.version
+    finally:
+        with Client(server.target, token=ADMIN_TOKEN) as admin:
+            admin.promote("v0")
