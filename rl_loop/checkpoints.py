@@ -112,6 +112,9 @@ class CheckpointStore:
     def verified_path(self, version: str) -> Path:
         """The folder of a checkpoint whose weights match its manifest checksum."""
         manifest = self.manifest(version)
+        if manifest.get("pruned"):
+            raise CheckpointError(f"checkpoint {version}: its weights were deleted by the "
+                                  "retention policy (only its manifest is kept)")
         weights = self.path(version) / WEIGHTS
         if not weights.is_file() or sha256(weights) != manifest["sha256"]:
             raise CheckpointError(f"checkpoint {version}: weights missing or checksum mismatch; "
@@ -131,6 +134,24 @@ class CheckpointStore:
                     (folder / "manifest.json").is_file():
                 manifests.append(json.loads((folder / "manifest.json").read_text()))
         return sorted(manifests, key=lambda m: m["created_at"])
+
+    def prune(self, keep: int) -> list[str]:
+        """Retention: delete the weights of every version that is neither among the `keep`
+        newest nor among the last `keep` promoted (rollback targets). Manifests stay, marked
+        `pruned`, so the history and its metrics remain. Only the trainer (the single writer)
+        calls this. Returns the versions pruned."""
+        manifests = self.versions()
+        protected = set(self.history()[-keep:]) | {m["version"] for m in manifests[-keep:]}
+        pruned = []
+        for m in manifests:
+            if m["version"] in protected or m.get("pruned"):
+                continue
+            for item in self.path(m["version"]).iterdir():
+                if item.name != "manifest.json":
+                    shutil.rmtree(item) if item.is_dir() else item.unlink()
+            self.set_status(m["version"], m["status"], m["reason"], pruned=True)
+            pruned.append(m["version"])
+        return pruned
 
     def history(self) -> list[str]:
         path = self.root / "promoted.json"

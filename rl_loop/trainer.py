@@ -63,6 +63,7 @@ class TrainerConfig:
     min_free_mb: int = 256            # pause while the state directory has less free space
     warmup_steps: int = 10            # linear lr warm-up of every new optimizer (Adam's first
                                       # steps move every weight by ~lr, whatever its gradient)
+    keep_versions: int = 8            # weights kept: the newest N versions and last N promoted
 
 
 @dataclass
@@ -372,6 +373,8 @@ class Trainer:
                 if report.get("loss") is not None and self.step % self.cfg.publish_every == 0:
                     try:
                         log.info("%s", await self.publish_and_gate(client))
+                        if pruned := self.checkpoints.prune(self.cfg.keep_versions):
+                            log.info("retention: deleted the weights of %s", ", ".join(pruned))
                     except OSError as err:  # e.g. the disk filled up mid-publish: nothing is
                         log.error("publish failed (%s); training goes on", err)  # published
                         self.stats["publish_failures"] = self.stats.get("publish_failures", 0) + 1

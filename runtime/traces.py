@@ -135,7 +135,11 @@ class TraceStore:
             return self._committed.wait_for(lambda: self._written >= target, timeout)
 
     def _write_loop(self) -> None:
-        last_prune = time.monotonic()
+        """Commit batches; apply the caps every minute and whenever the rows written since
+        the last pass reach a tenth of `max_rows` (at least 64), so the table never holds
+        more than `max_rows` plus that slack plus one batch."""
+        last_prune, pruned_at = time.monotonic(), 0
+        slack = max(64, self.max_rows // 10)
         while True:
             item = self._queue.get()
             items = [item]
@@ -149,9 +153,9 @@ class TraceStore:
             traces = [t for t in items if t is not None]
             if traces:
                 self._commit(traces)
-            if time.monotonic() - last_prune > 60:
+            if time.monotonic() - last_prune > 60 or self._written - pruned_at >= slack:
                 self.prune()
-                last_prune = time.monotonic()
+                last_prune, pruned_at = time.monotonic(), self._written
             if stop:
                 return
 

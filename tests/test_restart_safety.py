@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -12,6 +13,8 @@ import torch
 from clients.launch import REPO
 from rl_loop.checkpoints import CheckpointError, CheckpointStore
 from rl_loop.gate import ForceThinkEnd
+
+pytestmark = pytest.mark.reliability
 
 WRITER = """
 import sys, time
@@ -46,6 +49,25 @@ def test_kill_9_while_publishing_never_yields_a_version(tmp_path):
     store.publish(write, "v1", parent="v0", step=5)  # the name is free again
     assert store.verified_path("v1").name == "v1"
     assert [m["version"] for m in store.versions()] == ["v1"]
+
+
+def test_retention_keeps_newest_and_rollback_targets_and_every_manifest(tmp_path):
+    store = CheckpointStore(tmp_path)
+    for i in range(1, 8):
+        store.publish(lambda folder: (folder / "model.safetensors").write_bytes(b"w" * 100),
+                      f"v{i}", parent=f"v{i - 1}", step=i)
+        time.sleep(0.01)  # distinct creation times: versions() orders by them
+    for version in ("v1", "v2", "v5"):
+        store.record_promotion(version)
+    # kept: the 2 newest (v6, v7) and the last 2 promoted (v2, v5)
+    assert store.prune(keep=2) == ["v1", "v3", "v4"]
+    assert [m["version"] for m in store.versions()] == [f"v{i}" for i in range(1, 8)]
+    assert [p.name for p in store.path("v3").iterdir()] == ["manifest.json"]
+    assert store.manifest("v3")["pruned"] and store.manifest("v3")["step"] == 3
+    with pytest.raises(CheckpointError, match="retention"):
+        store.verified_path("v1")
+    assert store.verified_path("v2") == store.path("v2")
+    assert store.prune(keep=2) == []
 
 
 def test_trainer_resumes_cursor_and_refills_its_pool(tmp_path):

@@ -8,6 +8,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from runtime.traces import Trace, TraceReader, TraceStore
 from tests.conftest import REPO
 
@@ -38,6 +40,7 @@ def make_trace(i: int, **kw) -> Trace:
     return Trace(**values)
 
 
+@pytest.mark.reliability
 def test_sigkill_under_load_loses_no_acknowledged_trace(tmp_path):
     db = tmp_path / "traces.sqlite"
     proc = subprocess.Popen([sys.executable, "-c", WRITER, str(db)], cwd=REPO,
@@ -84,4 +87,17 @@ def test_size_and_age_caps(tmp_path):
     assert store.prune() == 3  # the old one, then the oldest beyond 4 rows
     reader = TraceReader(tmp_path / "t.sqlite")
     assert [t.request_id for t in reader.read(0, trainable_only=False)] == ["r2", "r3", "r4", "r5"]
+    store.close()
+
+
+def test_writer_applies_the_size_cap_as_it_writes(tmp_path):
+    store = TraceStore(tmp_path / "t.sqlite", max_rows=100)
+    counts = []
+    for start in range(0, 1000, 50):
+        for i in range(start, start + 50):
+            store.append(make_trace(i))
+        store.flush()
+        counts.append(store._conn.execute("SELECT COUNT(*) FROM traces").fetchone()[0])
+    assert max(counts) <= 100 + 64 + 50  # max_rows + the writer's slack + one batch at most
+    assert counts[-1] >= 100        # and it keeps the newest max_rows
     store.close()
