@@ -24,6 +24,17 @@ class Round:
     tokens: int
     seconds: float
     ttfts: list[float]
+    itls: list[float]  # per request: (last token - first token) / (tokens - 1), chunking-neutral
+
+
+def timed(count: int, start: float, first: float) -> tuple[int, float, float]:
+    """(tokens, time to first token, inter-token latency) of one finished request."""
+    end = time.perf_counter() - start
+    return count, first, (end - first) / max(1, count - 1)
+
+
+def _round(done: list[tuple[int, float, float]], seconds: float) -> Round:
+    return Round(sum(d[0] for d in done), seconds, [d[1] for d in done], [d[2] for d in done])
 
     @property
     def tokens_per_s(self) -> float:
@@ -56,7 +67,7 @@ async def raw_rounds(model: Path, prompts: list[str], concurrency: int, rounds: 
     encoded = [chat_prompt_ids(tokenizer, [{"role": "user", "content": p}]) for p in prompts]
     context = llm.model_config.max_model_len
 
-    async def one(i: int, ids: list[int]) -> tuple[int, float]:
+    async def one(i: int, ids: list[int]) -> tuple[int, float, float]:
         params = SamplingParams(temperature=0.0, max_tokens=min(max_tokens, context - len(ids)),
                                 output_kind=RequestOutputKind.DELTA)
         start, first, count = time.perf_counter(), 0.0, 0
@@ -64,7 +75,7 @@ async def raw_rounds(model: Path, prompts: list[str], concurrency: int, rounds: 
             if not first:
                 first = time.perf_counter() - start
             count += len(out.outputs[0].token_ids)
-        return count, first
+        return timed(count, start, first)
 
     results = []
     try:
@@ -72,8 +83,7 @@ async def raw_rounds(model: Path, prompts: list[str], concurrency: int, rounds: 
         for _ in range(rounds):
             start = time.perf_counter()
             done = await _bounded([one(i, ids) for i, ids in enumerate(encoded)], concurrency)
-            results.append(Round(sum(c for c, _ in done), time.perf_counter() - start,
-                                 [f for _, f in done]))
+            results.append(_round(done, time.perf_counter() - start))
     finally:
         llm.shutdown()
     return results
@@ -86,7 +96,7 @@ async def grpc_rounds(target: str, prompts: list[str], concurrency: int, rounds:
     from clients.client import AsyncClient, collect
 
     async with AsyncClient(target) as client:
-        async def one(prompt: str) -> tuple[int, float]:
+        async def one(prompt: str) -> tuple[int, float, float]:
             start, first, events = time.perf_counter(), 0.0, []
             async for event in client.stream(prompt, budget=budget, temperature=0.0):
                 if not first and event.WhichOneof("event") == "delta":
@@ -95,24 +105,30 @@ async def grpc_rounds(target: str, prompts: list[str], concurrency: int, rounds:
             r = collect(events)[0]
             close = 1 if r.thinking_end == "natural" else 0
             eos = 1 if r.finish_reason == "stop" else 0
-            return r.usage.thinking_tokens + close + r.usage.answer_tokens + eos, first
+            return timed(r.usage.thinking_tokens + close + r.usage.answer_tokens + eos, start,
+                         first)
 
         await _bounded([one(p) for p in prompts[:8]], concurrency)
         results = []
         for _ in range(rounds):
             start = time.perf_counter()
             done = await _bounded([one(p) for p in prompts], concurrency)
-            results.append(Round(sum(c for c, _ in done), time.perf_counter() - start,
-                                 [f for _, f in done]))
+            results.append(_round(done, time.perf_counter() - start))
     return results
 
 
 def summary(name: str, rounds: list[Round]) -> dict:
+    """Median throughput over rounds; latency percentiles over every request of every round."""
+    from rl_loop.traffic import percentile
+
     tps = [r.tokens_per_s for r in rounds]
-    ttft = [statistics.median(r.ttfts) for r in rounds]
+    ttfts = [t for r in rounds for t in r.ttfts]
+    itls = [t for r in rounds for t in r.itls]
     return {"name": name, "tokens_per_s_median": statistics.median(tps),
             "tokens_per_s_all": [round(x, 1) for x in tps],
-            "ttft_median_s": statistics.median(ttft), "tokens": rounds[0].tokens}
+            "ttft_median_s": statistics.median(ttfts), "ttft_p99_s": percentile(ttfts, 0.99),
+            "itl_median_s": statistics.median(itls), "itl_p99_s": percentile(itls, 0.99),
+            "tokens": rounds[0].tokens}
 
 
 def run_serving_benchmark(model: Path = MODEL_DIR, requests: int = 200, concurrency: int = 64,

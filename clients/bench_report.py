@@ -22,9 +22,12 @@ def serving(r: dict) -> list[str]:
     w = r["workload"]
     return [f"{w['requests']} requests, {w['concurrency']} concurrent streams, {w['rounds']} "
             "rounds per side, greedy, embedded model.", "",
-            "| side | tokens/s (median) | rounds | median TTFT |", "|---|---|---|---|",
+            "| side | tokens/s (median) | rounds | TTFT p50 / p99 | inter-token p50 / p99 |",
+            "|---|---|---|---|---|",
             *(f"| {s['name']} | {s['tokens_per_s_median']:.0f} | {s['tokens_per_s_all']} | "
-              f"{1000 * s['ttft_median_s']:.1f} ms |" for s in (raw, grpc)), "",
+              f"{1000 * s['ttft_median_s']:.1f} / {1000 * s['ttft_p99_s']:.1f} ms | "
+              f"{1000 * s['itl_median_s']:.2f} / {1000 * s['itl_p99_s']:.2f} ms |"
+              for s in (raw, grpc)), "",
             f"**Throughput ratio gRPC/raw: {r['throughput_ratio']:.3f}** (target >= 0.95); "
             f"extra median TTFT {r['ttft_extra_ms']:+.1f} ms."]
 
@@ -62,6 +65,40 @@ def verifiers(r: dict) -> list[str]:
             f"in a bare `python` subprocess (x{code['overhead_ratio']:.2f})."]
 
 
+def _seconds(value: float | None) -> str:
+    return f"{value:.0f} s" if value is not None else "not reached"
+
+
+def trl(r: dict) -> list[str]:
+    t, o = r["trl"], r["online"]
+    st = t["settings"]
+    rows = [f"| {name} | {_seconds(side['time_to_accuracy_s']['0.8'])} | "
+            f"{_seconds(side['time_to_accuracy_s']['0.9'])} | {r['best'][key]:.3f} |"
+            for name, key, side in (("TRL GRPOTrainer " + st["trl"], "trl", t),
+                                    ("rlvr online loop (demo)", "online", o))]
+    return [f"Same model, tasks and held-out measurement (gate sample, greedy, unlimited "
+            f"thinking); group size {st['group_size']}, {st['prompts_per_step']} prompts per step, "
+            f"lr {st['lr']:g} ({st['warmup_steps']} warm-up steps), temperature "
+            f"{st['temperature']}, {st['threads']} CPU threads. TRL ran {t['train_seconds']:.0f} s "
+            "of training (evaluation off its clock), the online loop "
+            f"{o['duration_s']:.0f} s of traffic while serving it.", "",
+            "| trainer | time to 80% | time to 90% | best held-out |", "|---|---|---|---|", *rows,
+            "", "Time ratio online/TRL (<= 1.0 is parity): " + ", ".join(
+                f"{k}: {v if v is not None else 'n/a (not both reached)'}"
+                for k, v in r["time_ratio_online_over_trl"].items())]
+
+
+def budget_table(evals: dict[str, dict], scaling: dict[str, float]) -> list[str]:
+    """Full held-out accuracy (mean thinking tokens) per budget and version, and Scaling."""
+    budgets = list(next(iter(evals.values())))
+    return ["Full held-out set (300 tasks, greedy, vLLM): accuracy (mean thinking tokens)", "",
+            "| version | " + " | ".join(budgets) + " | Scaling (per 100 tokens) |",
+            "|---" * (len(budgets) + 2) + "|",
+            *(f"| {version} | " + " | ".join(
+                f"{t[b]['accuracy']:.3f} ({t[b]['mean_thinking_tokens']:.0f})" for b in budgets)
+              + f" | {scaling.get(version, 0):.3f} |" for version, t in evals.items())]
+
+
 def demo(r: dict) -> list[str]:
     first, last = r["curve"][0], r["curve"][-1]
     lines = [f"`rlvr demo` ({r['config']['duration_s']} s of traffic at {r['config']['rate']} "
@@ -76,31 +113,36 @@ def demo(r: dict) -> list[str]:
                  f"{v:.0f} s" if v is not None else "not reached"
                  for v in r["time_to_accuracy_s"].values())]
     if "final_eval" in r:
-        lines.append(f"- full held-out set (300 tasks, vLLM): {json.dumps(r['final_eval'])}")
+        lines += ["", *budget_table(r["final_eval"], r.get("scaling", {}))]
     for phase, s in r["latency"].items():
         lines.append(f"- user latency with training {phase}: p50 {s['latency_p50_s']:.2f} s, "
                      f"p99 {s['latency_p99_s']:.2f} s ({s['requests']} requests, "
                      f"{s['failed']} failed)")
     if r.get("peak_rss_mib"):
         lines.append(f"- peak resident memory (MiB): {json.dumps(r['peak_rss_mib'])}")
-    return lines + ["", "![learning curve](bench/demo/learning_curve.png)"]
+    return lines
 
 
-SUITES = [  # (title, result file under docs/, renderer, command)
+SUITES = [  # (title, result file under docs/, renderer, command, plots under docs/)
     ("Serving overhead", "bench/serving.json", serving,
-     "rlvr bench serving --requests 200 --concurrency 64 --out docs/bench/serving.json"),
+     "rlvr bench serving --requests 200 --concurrency 64 --out docs/bench/serving.json", []),
     ("Thinking-budget control (s1's Control)", "bench/control.json", control,
-     "rlvr bench control --requests 1000 --out docs/bench/control.json"),
+     "rlvr bench control --requests 1000 --out docs/bench/control.json", []),
     ("Hot-swap under load", "bench/swap.json", swap,
-     "rlvr bench swap --swaps 5 --concurrency 64 --out docs/bench/swap.json"),
+     "rlvr bench swap --swaps 5 --concurrency 64 --out docs/bench/swap.json", []),
     ("Verifiers", "bench/verifiers.json", verifiers,
-     "rlvr bench verifiers --out docs/bench/verifiers.json"),
+     "rlvr bench verifiers --out docs/bench/verifiers.json", []),
+    ("Learning efficiency vs TRL", "bench/trl.json", trl,
+     "rlvr bench trl --duration 900 --demo docs/bench/demo/demo.json --out docs/bench/trl.json",
+     ["bench/trl.png"]),
     ("Online learning, latency and memory (the demo)", "bench/demo/demo.json", demo,
-     "rlvr demo --out docs/bench/demo"),
+     "rlvr demo --out docs/bench/demo",
+     ["bench/demo/learning_curve.png", "bench/demo/accuracy_vs_budget.png"]),
 ]
 
 
-RENDERERS = {"serving": serving, "control": control, "swap": swap, "verifiers": verifiers}
+RENDERERS = {"serving": serving, "control": control, "swap": swap, "verifiers": verifiers,
+             "trl": trl}
 
 
 def write_report(docs: Path = DOCS) -> Path:
@@ -108,10 +150,12 @@ def write_report(docs: Path = DOCS) -> Path:
              "Measured on the development machine (2 CPU cores, shared and noisy): every figure "
              "is a ratio or a comparison from one run, both sides measured in that run. "
              "`make bench` runs every suite and rewrites this file (`rlvr bench report`).", ""]
-    for title, name, render, command in SUITES:
+    for title, name, render, command, plots in SUITES:
         result = _load(docs / name)
         lines += [f"## {title}", "", f"`{command}`", ""]
         lines += render(result) if result else ["Not run yet."]
+        lines += ["", *(f"![{png}]({png})" for png in plots if (docs / png).is_file())] \
+            if result else []
         lines.append("")
     path = docs / "benchmarks.md"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -4,8 +4,9 @@ Starts `rlvr serve` (which starts its trainer) on a fresh state directory, drive
 verified traffic (the embedded task families, mixed thinking budgets), and shows live every
 promoted version with its held-out accuracy at unlimited and at a tight thinking budget, next
 to the user latency. Then it pauses training for a while to measure latency without it,
-optionally scores the first and last versions on the full held-out set, and writes the run
-as `demo.json` and `learning_curve.png`.
+optionally scores the first and last versions on the full held-out set at every thinking budget
+(accuracy against thinking tokens, s1's Scaling), and writes the run as `demo.json`,
+`learning_curve.png` and `accuracy_vs_budget.png`.
 """
 
 from __future__ import annotations
@@ -165,7 +166,8 @@ async def _phase(cfg: DemoConfig, name: str, seconds: float, traffic: Traffic,
 
 
 def final_eval(state_dir: Path, version: str) -> dict:
-    """The base and `version` on the full held-out set through vLLM, unlimited and budget 16."""
+    """The base and `version` on the full held-out set through vLLM at every card budget:
+    {version: {budget: {"accuracy", "mean_thinking_tokens"}}}."""
     from rl_loop import evaluate, tasks
     from rl_loop.tiny_model import MODEL_DIR
 
@@ -173,9 +175,42 @@ def final_eval(state_dir: Path, version: str) -> dict:
     folders = {BASE_VERSION: MODEL_DIR}
     if version != BASE_VERSION:
         folders[version] = CheckpointStore(state_dir).verified_path(version)
-    return {name: {budget: table["total"]["accuracy"] for budget, table in
-                   evaluate.evaluate(folder, heldout, [None, 16]).items()}
+    return {name: {budget: table["total"] for budget, table in
+                   evaluate.evaluate(folder, heldout, list(evaluate.BUDGETS_FOR_CARD)).items()}
             for name, folder in folders.items()}
+
+
+def scaling(by_budget: dict[str, dict]) -> float:
+    """s1's Scaling: the mean slope of accuracy against thinking tokens over all pairs of
+    budgets, in accuracy per 100 thinking tokens."""
+    points = sorted((v["mean_thinking_tokens"], v["accuracy"]) for v in by_budget.values())
+    slopes = [(b[1] - a[1]) / (b[0] - a[0]) for i, a in enumerate(points)
+              for b in points[i + 1:] if b[0] > a[0]]
+    return round(100 * sum(slopes) / len(slopes), 4) if slopes else 0.0
+
+
+def plot_budget_curves(evals: dict[str, dict], path: Path) -> None:
+    """Held-out accuracy against mean thinking tokens, one line per version."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for version, by_budget in evals.items():
+        rows = sorted((v["mean_thinking_tokens"], v["accuracy"], b) for b, v in by_budget.items())
+        ax.plot([r[0] for r in rows], [r[1] for r in rows], marker="o",
+                label=f"{'shipped model' if version == BASE_VERSION else 'after the demo'} "
+                      f"({version}), Scaling {scaling(by_budget):.2f}/100 tokens")
+        for x, y, budget in rows:
+            ax.annotate(budget, (x, y), textcoords="offset points", xytext=(3, -10), fontsize=7)
+    ax.set(xlabel="mean thinking tokens used (budgets 0, 8, 16, 32, 64, unlimited)",
+           ylabel="held-out accuracy (300 tasks, greedy)", ylim=(0, 1),
+           title="accuracy vs thinking budget")
+    ax.legend(loc="best")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def run_demo(cfg: DemoConfig) -> dict:
@@ -218,6 +253,8 @@ def run_demo(cfg: DemoConfig) -> dict:
         console.print("scoring the base and the last promoted version on the full held-out set")
         report["final_eval"] = final_eval(server.state_dir,
                                           CheckpointStore(server.state_dir).current())
+        report["scaling"] = {v: scaling(b) for v, b in report["final_eval"].items()}
+        plot_budget_curves(report["final_eval"], cfg.out_dir / "accuracy_vs_budget.png")
     (cfg.out_dir / "demo.json").write_text(json.dumps(report, indent=2))
     plot(points, cfg.out_dir / "learning_curve.png",
          f"online GRPO from verified traffic ({cfg.rate:g} req/s)", end_s=cfg.duration_s)
