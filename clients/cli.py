@@ -154,7 +154,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                         gate_tolerance=args.gate_tolerance, device=args.device,
                         threads=args.threads, poll_s=args.poll_s,
                         max_sampling_rounds=args.max_sampling_rounds, lora_rank=args.lora_rank,
-                        warmup_steps=args.warmup_steps, min_free_mb=args.min_free_mb)
+                        warmup_steps=args.warmup_steps, min_free_mb=args.min_free_mb,
+                        keep_versions=args.keep_versions)
     asyncio.run(Trainer(cfg).run())
     return 0
 
@@ -179,22 +180,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
                      rate=args.rate, train_args=args.train_args, final_eval=args.final_eval,
                      seed=args.seed)
     report = run_demo(cfg)
-    first, last = report["curve"][0] if report["curve"] else None, \
-        report["curve"][-1] if report["curve"] else None
-    if first and last:
-        print(f"held-out accuracy (gate sample, unlimited thinking): {first['version']} "
-              f"{first['accuracy'].get('unlimited', 0):.3f} -> {last['version']} "
-              f"{last['accuracy'].get('unlimited', 0):.3f}; budget 16: "
-              f"{first['accuracy'].get('16', 0):.3f} -> {last['accuracy'].get('16', 0):.3f}")
-    for target, seconds in report["time_to_accuracy_s"].items():
-        print(f"time to {target}: " + (f"{seconds:.0f}s" if seconds is not None else "not reached"))
-    for phase, summary in report["latency"].items():
-        print(f"user latency, training {phase}: p50 {summary['latency_p50_s']:.2f}s p99 "
-              f"{summary['latency_p99_s']:.2f}s ({summary['requests']} requests, "
-              f"{summary['failed']} failed)")
-    if "final_eval" in report:
-        print(f"full held-out set: {json.dumps(report['final_eval'])}")
-    print(f"wrote {args.out / 'demo.json'} and {args.out / 'learning_curve.png'}")
+    from clients.bench_report import demo as render
+
+    print("\n".join(render(report)))
+    print(f"wrote demo.json and its plots to {args.out}")
     return 0
 
 
@@ -272,6 +261,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
     elif args.suite == "control":
         from clients.bench_budget import run_control_benchmark
         report = run_control_benchmark(args.model, args.requests, args.concurrency)
+    elif args.suite == "trl":
+        from clients import bench_trl
+        if not args.demo.is_file():
+            raise SystemExit(f"error: --demo {args.demo} does not exist: run `rlvr demo --out "
+                             f"{args.demo.parent}` first (the online side of the comparison)")
+        report = bench_trl.compare(bench_trl.run_trl(args.duration),
+                                   json.loads(args.demo.read_text()))
+        bench_trl.plot(report, (args.out or Path("trl.json")).with_suffix(".png"))
     elif args.suite == "swap":
         from clients.bench_swap import run_swap_benchmark
         report = run_swap_benchmark(args.swaps, args.concurrency)
@@ -403,6 +400,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="torch CPU threads (0 = torch's default)")
     p.add_argument("--min-free-mb", type=_non_negative_int, default=256,
                    help="pause while the state directory has less free space (MiB)")
+    p.add_argument("--keep-versions", type=_positive_int, default=8,
+                   help="retention: keep the weights of the newest N versions and of the last N "
+                        "promoted (rollback targets); older ones keep only their manifest")
     p.add_argument("--warmup-steps", type=_non_negative_int, default=10,
                    help="linear lr warm-up of every new optimizer (start, after a rejection)")
     p.add_argument("--lora-rank", type=_non_negative_int, default=0,
@@ -458,8 +458,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="serving: gRPC runtime vs raw vLLM AsyncLLM; control: "
                                       "thinking-budget Control vs vLLM's thinking_token_budget")
-    p.add_argument("suite", choices=["serving", "control", "swap", "verifiers", "report"],
-                   help="report: render docs/benchmarks.md from docs/bench/*.json")
+    p.add_argument("suite", choices=["serving", "control", "swap", "verifiers", "trl", "report"],
+                   help="trl: learning efficiency vs TRL's GRPOTrainer (needs the `bench` extra "
+                        "and a demo run); report: render docs/benchmarks.md from docs/bench/*.json")
+    p.add_argument("--duration", type=_positive_float, default=900.0,
+                   help="trl: seconds of TRL training (stops early at 90%% held-out)")
+    p.add_argument("--demo", type=Path, default=Path("docs/bench/demo/demo.json"),
+                   help="trl: the online side, a `rlvr demo` result")
     p.add_argument("--swaps", type=_positive_int, default=5, help="swap: versions promoted")
     p.add_argument("--model", type=_model_dir, default=MODEL_DIR)
     p.add_argument("--requests", type=_non_negative_int, default=200)

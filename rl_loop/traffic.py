@@ -27,6 +27,7 @@ class Record:
     ok: bool
     reward: float
     version: str
+    code: str = "OK"   # the gRPC status code's name of a failed request
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -58,8 +59,9 @@ class Traffic:
         try:
             result = await client.ask(task.prompt, budget=self.rng.choice(self.budgets),
                                       verify=f"{task.verifier}:{task.answer}")
-        except RlvrError:
-            self.records.append(Record(start, time.monotonic() - start, False, 0.0, ""))
+        except RlvrError as err:
+            self.records.append(Record(start, time.monotonic() - start, False, 0.0, "",
+                                       err.code.name))
             return
         reward = result.verification["reward"] if result.verification else 0.0
         self.records.append(Record(start, time.monotonic() - start, True, reward,

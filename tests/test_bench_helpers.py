@@ -33,5 +33,56 @@ def test_report_renders_what_was_run_and_names_what_was_not(tmp_path):
     text = write_report(tmp_path).read_text()
     assert "| rlvr runtime | **1.000** | 0 | 0 |" in text
     assert "(no minimum) | 0.610 | 3 | 384 |" in text
-    assert text.count("Not run yet.") == 4
+    assert text.count("Not run yet.") == 5
     assert "`rlvr bench control --requests 1000 --out docs/bench/control.json`" in text
+
+
+def test_inter_token_latency_is_per_token_whatever_the_chunking():
+    import time
+
+    from clients.bench import timed
+
+    start = time.perf_counter() - 1.0  # finished one second after it started
+    count, ttft, itl = timed(11, start, 0.5)
+    assert (count, ttft) == (11, 0.5) and abs(itl - 0.05) < 0.01  # 10 gaps in 0.5 s
+
+
+def test_scaling_is_the_mean_pairwise_slope_per_100_tokens():
+    from clients.demo import scaling
+
+    by_budget = {"0": {"mean_thinking_tokens": 0, "accuracy": 0.1},
+                 "50": {"mean_thinking_tokens": 50, "accuracy": 0.3},
+                 "unlimited": {"mean_thinking_tokens": 100, "accuracy": 0.3}}
+    # slopes per token: 0.004, 0.002, 0.0 -> mean 0.002 -> 0.2 per 100 tokens
+    assert scaling(by_budget) == 0.2
+    assert scaling({"0": {"mean_thinking_tokens": 0, "accuracy": 0.5}}) == 0.0
+
+
+def test_trl_reward_reads_the_answer_after_the_think_token_ids():
+    from transformers import AutoTokenizer
+
+    from clients.bench_trl import make_reward
+    from rl_loop.tiny_model import MODEL_DIR
+
+    tok = AutoTokenizer.from_pretrained(MODEL_DIR)
+    reward = make_reward(tok)
+    think, answer = tok.encode("12+30=42\n", add_special_tokens=False), tok.encode("42")
+    end = [tok.convert_tokens_to_ids("</think>")]
+    rows = [think + end + answer, think + end + tok.encode("41"), think + answer]
+    # the third never closed its thinking: no answer, whatever the digits say
+    assert reward(completion_ids=rows, answer=["42", "42", "42"]) == [1.0, 0.0, 0.0]
+
+
+def test_trl_comparison_times_and_ratios():
+    from clients.bench_trl import compare
+
+    trl = {"curve": [{"t_s": 0, "accuracy": 0.5}, {"t_s": 100, "accuracy": 0.82},
+                     {"t_s": 200, "accuracy": 0.91}],
+           "time_to_accuracy_s": {"0.8": 100, "0.9": 200}}
+    demo = {"config": {"duration_s": "900"},
+            "curve": [{"t_s": 0, "step": 0, "accuracy": {"unlimited": 0.5}},
+                      {"t_s": 50, "step": 5, "accuracy": {"unlimited": 0.85, "16": 0.2}}]}
+    result = compare(trl, demo)
+    assert result["online"]["time_to_accuracy_s"] == {"0.8": 50, "0.9": None}
+    assert result["time_ratio_online_over_trl"] == {"0.8": 0.5, "0.9": None}
+    assert result["best"] == {"trl": 0.91, "online": 0.85}

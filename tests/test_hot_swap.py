@@ -71,6 +71,7 @@ def test_hot_swap_with_32_streams_in_flight_fails_nothing(server):
         assert user.ask("What is 12+34?", budget=16).weight_version == "v0"
 
 
+@pytest.mark.reliability
 def test_corrupt_or_unknown_checkpoints_are_never_served(server):
     store = CheckpointStore(server.state_dir)
     path = store.publish_folder(MODEL_DIR, "v-corrupt", parent="v0", step=0)

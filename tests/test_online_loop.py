@@ -20,7 +20,7 @@ from rl_loop.checkpoints import CheckpointStore
 from rl_loop.tasks import sample_task
 from rl_loop.tiny_model import MODEL_DIR
 from rl_loop.trainer import Trainer, TrainerConfig
-from rl_loop.traffic import run_traffic
+from rl_loop.traffic import Traffic, run_traffic
 from tests.conftest import ADMIN_TOKEN, API_TOKEN, TRAIN_TOKEN, ServerProcess, metric_value
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
@@ -135,6 +135,7 @@ def committed_traces(state_dir) -> int:
         return conn.execute("SELECT COUNT(*) FROM traces").fetchone()[0]
 
 
+@pytest.mark.reliability
 def test_serve_runs_the_trainer_which_survives_kill_9_of_itself_and_of_the_server(tmp_path):
     """`rlvr serve` supervises the trainer; kill -9 of the trainer, then of the server
     mid-traffic: the restart serves the last promoted version, the trainer resumes from its
@@ -164,14 +165,16 @@ def test_serve_runs_the_trainer_which_survives_kill_9_of_itself_and_of_the_serve
                           and s, 120, "trainer not restarted")
         assert status["step"] >= 2
 
-        background = threading.Thread(target=lambda: asyncio.run(run_traffic(
-            first.target, rate=6, duration=4, token=ADMIN_TOKEN, budgets=(64,))))
+        cut = Traffic(first.target, rate=6, token=ADMIN_TOKEN, budgets=(64,))
+        background = threading.Thread(target=lambda: asyncio.run(cut.run(4)))
         background.start()
         time.sleep(2)
         engine_pids = [pid for pid, _ in json.loads(
             (state / "server_processes.json").read_text())["children"]]
         first.proc.kill()  # kill -9 of the server mid-traffic (the trainer dies with it)
         background.join()
+        failed = [r.code for r in cut.records if not r.ok]  # in flight or sent after the kill
+        assert failed and set(failed) == {"UNAVAILABLE"}, failed
         assert any(alive(pid) for pid in engine_pids)  # vLLM's engine outlives it ...
         last_promoted = CheckpointStore(state).current()
         traces_before, cursor_before = committed_traces(state), \

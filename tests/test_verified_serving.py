@@ -133,6 +133,7 @@ def test_cli_verify_json_and_traces(server):
                         f'kind="numeric",verdict="{v["verdict"]}",weight_version="v0"') >= 1
 
 
+@pytest.mark.reliability
 def test_a_poisoning_flood_never_reaches_the_trainers_inputs(server):
     """Untrusted callers flood wrong references and feedback; a trusted caller sends wrong
     references for prompts the server can check. None of it becomes trainable, and a trainer

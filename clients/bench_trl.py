@@ -1,0 +1,172 @@
+"""Learning efficiency against TRL: the same model and tasks trained by TRL's `GRPOTrainer`.
+
+Both sides start from the shipped tiny reasoner and are measured the same way: greedy accuracy
+on the promotion gate's held-out sample (100 tasks, 20 per family, unlimited thinking) against
+wall-clock seconds. Shared settings: group size 8, 8 prompts per step, learning rate 1e-4 with
+a 10-step linear warm-up then constant, sampling temperature 0.8, token-level loss with clip
+0.2 / 0.28 and no KL, 2 CPU threads. TRL is configured as its docs recommend for CPU
+(`use_cpu=True`, no bf16/fp16, no vLLM: generation runs in transformers), trains offline on
+training-split prompts with both cores to itself, and gets its evaluation time off the clock.
+Its completions are decoded with special tokens stripped, so the reward reads the token ids:
+the answer is what follows the `</think>` token, scored by the runtime's numeric verifier.
+The online side is `rlvr demo` (traffic through the server, the trainer sharing the cores
+with serving, gate time on the clock); its curve is read from the demo's `demo.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from pathlib import Path
+
+import torch
+
+from rl_loop import gate, tasks
+from rl_loop.tiny_model import MODEL_DIR
+from runtime.verifiers.numeric import numeric_equal
+
+log = logging.getLogger(__name__)
+
+GROUP_SIZE = 8
+PROMPTS_PER_STEP = 8
+LR = 1e-4
+WARMUP_STEPS = 10
+TEMPERATURE = 0.8
+TARGETS = (0.8, 0.9)
+
+
+def training_prompts(n: int, seed: int = 0) -> list[dict]:
+    """`n` training-split tasks, the five families equally, as TRL conversational rows."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        task = tasks.sample_task(rng, list(tasks.FAMILIES)[i % len(tasks.FAMILIES)])
+        rows.append({"prompt": [{"role": "user", "content": task.prompt}], "answer": task.answer})
+    rng.shuffle(rows)
+    return rows
+
+
+def make_reward(tokenizer):
+    """TRL reward function: 1.0 when the text after `</think>` equals the reference."""
+    think_end = tokenizer.convert_tokens_to_ids("</think>")
+
+    def correct(completion_ids: list[list[int]], answer: list[str], **_) -> list[float]:
+        rewards = []
+        for ids, reference in zip(completion_ids, answer):
+            text = (tokenizer.decode(ids[ids.index(think_end) + 1:], skip_special_tokens=True)
+                    if think_end in ids else "")
+            rewards.append(float(numeric_equal(text, reference)))
+        return rewards
+    return correct
+
+
+def time_to(curve: list[dict], target: float) -> float | None:
+    return next((p["t_s"] for p in curve if p["accuracy"] >= target), None)
+
+
+def run_trl(duration_s: float, eval_every: int = 5, out_dir: Path | None = None,
+            threads: int = 2, seed: int = 0) -> dict:
+    """Train with TRL for `duration_s` seconds of training time; the held-out curve."""
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+    from trl import GRPOConfig, GRPOTrainer
+
+    torch.set_num_threads(threads)
+    tokenizer = AutoTokenizer.from_pretrained(MODEL_DIR)
+    model = AutoModelForCausalLM.from_pretrained(MODEL_DIR, dtype=torch.float32)
+    sample = gate.gate_sample(100)
+    curve: list[dict] = []
+
+    class Clock(TrainerCallback):
+        """Held-out accuracy every `eval_every` steps, evaluation time off the clock."""
+
+        def __init__(self):
+            self.started = time.monotonic()
+            self.off_clock = 0.0
+            self.measure(0)
+
+        def elapsed(self) -> float:
+            return time.monotonic() - self.started - self.off_clock
+
+        def measure(self, step: int) -> None:
+            begin = time.monotonic()
+            t_s = self.elapsed()
+            curve.append({"step": step, "t_s": round(t_s, 1),
+                          "accuracy": gate.accuracy(model, tokenizer, sample, None)})
+            self.off_clock += time.monotonic() - begin
+            log.info("TRL step %d at %.0f s: held-out %.3f", step, t_s, curve[-1]["accuracy"])
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step % eval_every == 0:
+                self.measure(state.global_step)
+            if self.elapsed() >= duration_s or curve[-1]["accuracy"] >= max(TARGETS):
+                control.should_training_stop = True
+            return control
+
+    config = GRPOConfig(
+        output_dir=str(out_dir or Path("/tmp/rlvr-trl")), use_cpu=True, bf16=False, fp16=False,
+        seed=seed, learning_rate=LR, lr_scheduler_type="constant_with_warmup",
+        warmup_steps=WARMUP_STEPS, max_steps=100_000, num_generations=GROUP_SIZE,
+        per_device_train_batch_size=GROUP_SIZE * PROMPTS_PER_STEP, temperature=TEMPERATURE,
+        max_completion_length=448, beta=0.0, epsilon=0.2, epsilon_high=0.28, loss_type="dapo",
+        scale_rewards="group", logging_steps=eval_every, save_strategy="no", report_to="none",
+        dataloader_num_workers=0)
+    trainer = GRPOTrainer(model=model, processing_class=tokenizer,
+                          reward_funcs=make_reward(tokenizer),
+                          train_dataset=Dataset.from_list(training_prompts(20_000, seed)),
+                          args=config, callbacks=[clock := Clock()])
+    trainer.train()
+    return {"settings": {"group_size": GROUP_SIZE, "prompts_per_step": PROMPTS_PER_STEP,
+                         "lr": LR, "warmup_steps": WARMUP_STEPS, "temperature": TEMPERATURE,
+                         "threads": threads, "eval_every_steps": eval_every,
+                         "trl": __import__("trl").__version__},
+            "curve": curve, "train_seconds": round(clock.elapsed(), 1),
+            "time_to_accuracy_s": {str(t): time_to(curve, t) for t in TARGETS}}
+
+
+def online_curve(demo: dict) -> list[dict]:
+    """The demo's promoted versions as (t_s, accuracy at unlimited thinking)."""
+    return [{"t_s": p["t_s"], "step": p["step"], "accuracy": p["accuracy"].get("unlimited", 0.0)}
+            for p in demo["curve"]]
+
+
+def compare(trl: dict, demo: dict) -> dict:
+    """Both curves, time to each target, and ratio online/TRL where both reached it."""
+    ours = online_curve(demo)
+    ours_to = {str(t): time_to(ours, t) for t in TARGETS}
+    trl_to = trl["time_to_accuracy_s"]
+    return {"trl": trl, "online": {"curve": ours, "time_to_accuracy_s": ours_to,
+                                   "duration_s": float(demo["config"]["duration_s"])},
+            "time_ratio_online_over_trl": {
+                t: (round(ours_to[t] / trl_to[t], 3) if ours_to[t] and trl_to[t] else None)
+                for t in ours_to},
+            "best": {"trl": max(p["accuracy"] for p in trl["curve"]),
+                     "online": max(p["accuracy"] for p in ours)}}
+
+
+def plot(result: dict, path: Path) -> None:
+    """Held-out accuracy against minutes, both sides in one plot."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    trl = result["trl"]["curve"]
+    ax.plot([p["t_s"] / 60 for p in trl], [p["accuracy"] for p in trl], marker="o",
+            markersize=3, label="TRL GRPOTrainer (offline, 2 cores to itself)")
+    ours = result["online"]["curve"]
+    end = result["online"]["duration_s"] / 60
+    ax.step([p["t_s"] / 60 for p in ours] + [end], [p["accuracy"] for p in ours]
+            + [ours[-1]["accuracy"]], where="post", marker="o", markersize=3,
+            label="rlvr online loop (serving its traffic meanwhile)")
+    for target in TARGETS:
+        ax.axhline(target, color="grey", linestyle=":", linewidth=1)
+    ax.set(xlabel="minutes", ylabel="held-out accuracy (gate sample, greedy, unlimited)",
+           ylim=(0, 1), title="learning efficiency: rlvr online vs TRL GRPOTrainer")
+    ax.legend(loc="best")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
