@@ -72,8 +72,9 @@ def _seconds(value: float | None) -> str:
 def trl(r: dict) -> list[str]:
     t, o = r["trl"], r["online"]
     st = t["settings"]
-    rows = [f"| {name} | {_seconds(side['time_to_accuracy_s']['0.8'])} | "
-            f"{_seconds(side['time_to_accuracy_s']['0.9'])} | {r['best'][key]:.3f} |"
+    levels = list(t["time_to_accuracy_s"])
+    rows = [f"| {name} | " + " | ".join(_seconds(side["time_to_accuracy_s"][k]) for k in levels)
+            + f" | {r['best'][key]:.3f} |"
             for name, key, side in (("TRL GRPOTrainer " + st["trl"], "trl", t),
                                     ("rlvr online loop (demo)", "online", o))]
     return [f"Same model, tasks and held-out measurement (gate sample, greedy, unlimited "
@@ -82,9 +83,10 @@ def trl(r: dict) -> list[str]:
             f"{st['temperature']}, {st['threads']} CPU threads. TRL ran {t['train_seconds']:.0f} s "
             "of training (evaluation off its clock), the online loop "
             f"{o['duration_s']:.0f} s of traffic while serving it.", "",
-            "| trainer | time to 80% | time to 90% | best held-out |", "|---|---|---|---|", *rows,
+            "| trainer | " + " | ".join(f"time to {float(k):.0%}" for k in levels)
+            + " | best held-out |", "|---" * (len(levels) + 2) + "|", *rows,
             "", "Time ratio online/TRL (<= 1.0 is parity): " + ", ".join(
-                f"{k}: {v if v is not None else 'n/a (not both reached)'}"
+                f"{float(k):.0%}: {v if v is not None else 'n/a (not both reached)'}"
                 for k, v in r["time_ratio_online_over_trl"].items())]
 
 

@@ -407,7 +407,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="linear lr warm-up of every new optimizer (start, after a rejection)")
     p.add_argument("--lora-rank", type=_non_negative_int, default=0,
                    help="train LoRA adapters of this rank (peft) instead of all weights; "
-                        "published versions have the adapters merged")
+                        "published as adapters when the server serves them (its "
+                        "max_lora_rank), else merged into full weights")
     p.add_argument("--max-sampling-rounds", type=_positive_int, default=4,
                    help="dynamic sampling: rounds of groups per step until enough carry signal")
     p.add_argument("--poll-s", type=_positive_float, default=1.0,

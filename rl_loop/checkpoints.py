@@ -5,6 +5,10 @@ folder plus `manifest.json`), and `promoted.json`, the history of promoted versi
 entry is what the runtime serves, also after a restart). A checkpoint is published atomically:
 written to a temporary folder, fsynced, then renamed, so a half-written checkpoint never has a
 version name. Its manifest carries the weights' SHA-256, checked before every load.
+
+A version is either full weights (a model folder) or a LoRA adapter (peft's
+`adapter_config.json` + `adapter_model.safetensors`); an adapter's manifest names the
+version whose full weights it applies to (`adapter_base`, usually the base model "v0").
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ import uuid
 from pathlib import Path
 
 BASE_VERSION = "v0"
-WEIGHTS = "model.safetensors"
+WEIGHTS = "model.safetensors"          # a full-weights version
+ADAPTER_WEIGHTS = "adapter_model.safetensors"  # a LoRA adapter version (peft's file names)
 
 
 class CheckpointError(Exception):
@@ -65,8 +70,10 @@ class CheckpointStore:
         return self.root / version
 
     def publish(self, write_model, version: str, *, parent: str, step: int,
-                trace_range: tuple[int, int] = (0, 0), metrics: dict | None = None) -> Path:
-        """Atomically publish a checkpoint: `write_model(folder)` writes the HF files."""
+                trace_range: tuple[int, int] = (0, 0), metrics: dict | None = None,
+                adapter_base: str = BASE_VERSION) -> Path:
+        """Atomically publish a checkpoint: `write_model(folder)` writes the HF files (a model
+        or a peft adapter; `adapter_base` is the version an adapter applies to)."""
         final = self.path(version)
         if final.exists():
             raise CheckpointError(f"version {version} already exists")
@@ -74,10 +81,12 @@ class CheckpointStore:
         tmp.mkdir()
         try:
             write_model(tmp)
+            weights = ADAPTER_WEIGHTS if (tmp / ADAPTER_WEIGHTS).is_file() else WEIGHTS
             manifest = {"version": version, "parent": parent, "step": step,
                         "trace_range": list(trace_range), "metrics": metrics or {},
-                        "sha256": sha256(tmp / WEIGHTS), "created_at": time.time(),
-                        "status": "candidate", "reason": ""}
+                        "weights": weights, "sha256": sha256(tmp / weights),
+                        "created_at": time.time(), "status": "candidate", "reason": "",
+                        **({"adapter_base": adapter_base} if weights == ADAPTER_WEIGHTS else {})}
             (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
             _fsync_tree(tmp)
             os.rename(tmp, final)
@@ -115,7 +124,7 @@ class CheckpointStore:
         if manifest.get("pruned"):
             raise CheckpointError(f"checkpoint {version}: its weights were deleted by the "
                                   "retention policy (only its manifest is kept)")
-        weights = self.path(version) / WEIGHTS
+        weights = self.path(version) / manifest.get("weights", WEIGHTS)
         if not weights.is_file() or sha256(weights) != manifest["sha256"]:
             raise CheckpointError(f"checkpoint {version}: weights missing or checksum mismatch; "
                                   "refusing to load it")
@@ -142,6 +151,8 @@ class CheckpointStore:
         calls this. Returns the versions pruned."""
         manifests = self.versions()
         protected = set(self.history()[-keep:]) | {m["version"] for m in manifests[-keep:]}
+        protected |= {m["adapter_base"] for m in manifests  # what kept adapters apply to
+                      if m["version"] in protected and "adapter_base" in m}
         pruned = []
         for m in manifests:
             if m["version"] in protected or m.get("pruned"):

@@ -13,7 +13,6 @@ sample against the served version, and promote it (hot-swap) or mark it rejected
 from __future__ import annotations
 
 import asyncio
-import copy
 import json
 import logging
 import os
@@ -31,6 +30,7 @@ from rl_loop.checkpoints import BASE_VERSION, CheckpointStore
 from rl_loop import gate
 from rl_loop.evaluate import budget_label
 from rl_loop.grpo import GRPOConfig, group_advantages, grpo_loss, is_fresh
+from rl_loop.policy import Policy
 from rl_loop.tiny_model import MODEL_DIR, chat_prompt_ids
 from rlvr.v1 import reasoning_pb2 as pb
 from runtime.traces import TraceReader
@@ -118,7 +118,7 @@ def pick_device(name: str) -> torch.device:
 
 class Trainer:
     def __init__(self, cfg: TrainerConfig):
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoTokenizer
 
         self.cfg = cfg
         torch.manual_seed(cfg.seed)
@@ -130,13 +130,9 @@ class Trainer:
         for name in self.checkpoints.sweep():
             log.warning("removed %s: a publish that was interrupted", name)
         self.version = self.checkpoints.current()
-        start = cfg.base_model if self.version == BASE_VERSION else \
-            self.checkpoints.verified_path(self.version)
         self.tokenizer = AutoTokenizer.from_pretrained(cfg.base_model)
-        # `served` holds the weights users are served (they generate the samples): the
-        # behaviour policy of the importance weights, the gate's baseline, the reset point.
-        self.served = AutoModelForCausalLM.from_pretrained(start).to(self.device).eval()
-        self._fresh_policy()
+        self.policy = Policy(self.checkpoints, cfg.base_model, self.version, self.device,
+                             cfg.lr, cfg.warmup_steps, cfg.lora_rank)
         self.grpo = GRPOConfig()
         self.think_end_id = self.tokenizer.convert_tokens_to_ids("</think>")
         self.eos_id = self.tokenizer.eos_token_id
@@ -151,27 +147,6 @@ class Trainer:
                             "stale_samples_dropped": 0, "device": str(self.device)}
         log.info("trainer on %s at step %d, cursor %d, serving %s, %d prompts in the pool",
                  self.device, self.step, self.cursor, self.version, len(self.pool))
-
-    def _fresh_policy(self) -> None:
-        """The policy to train: a copy of the served weights (with fresh LoRA adapters when
-        `lora_rank` > 0), and a new optimizer."""
-        self.model = copy.deepcopy(self.served).train()
-        if self.cfg.lora_rank:
-            from peft import LoraConfig, get_peft_model
-
-            self.model = get_peft_model(self.model, LoraConfig(
-                r=self.cfg.lora_rank, lora_alpha=2 * self.cfg.lora_rank, lora_dropout=0.0,
-                target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
-                                "up_proj", "down_proj"]))
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        self.opt = torch.optim.AdamW(params, lr=self.cfg.lr, weight_decay=0.0)
-        warmup = max(1, self.cfg.warmup_steps)
-        self.schedule = torch.optim.lr_scheduler.LambdaLR(
-            self.opt, lambda k: min(1.0, (k + 1) / warmup))
-
-    def _merged(self):
-        """The policy as a plain model: LoRA adapters merged into a copy of the weights."""
-        return copy.deepcopy(self.model).merge_and_unload() if self.cfg.lora_rank else self.model
 
     def paused(self) -> bool:
         control = self.cfg.state_dir / "training_control.json"
@@ -265,30 +240,30 @@ class Trainer:
         if not rows:
             return report | {"loss": None}
         ids, attention, mask = self._batch(rows)
-        logprobs = self._logprobs(self.model, ids, attention)
+        logprobs = self._logprobs(self.policy.model, ids, attention)
         with torch.no_grad():
-            behaviour = self._logprobs(self.served, ids, attention)
+            behaviour = self._logprobs(self.policy.served, ids, attention)
         loss, stats = grpo_loss(logprobs, logprobs.detach(),
                                 torch.tensor(advantages, device=self.device), mask[:, 1:],
                                 self.grpo, behavior_logprobs=behaviour)
-        self.opt.zero_grad(set_to_none=True)
+        self.policy.opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
-        self.opt.step()
-        self.schedule.step()
+        torch.nn.utils.clip_grad_norm_(self.policy.model.parameters(), 1.0)
+        self.policy.opt.step()
+        self.policy.schedule.step()
         self.step += 1
         return report | stats | {"loss": loss.item()}
 
     def served_accuracy(self) -> dict[str, float]:
         if self.version not in self.accuracy:
-            self.accuracy[self.version] = gate.accuracy_by_budget(self.served, self.tokenizer,
+            self.accuracy[self.version] = gate.accuracy_by_budget(self.policy.served, self.tokenizer,
                                                                   self.gate_tasks)
         return self.accuracy[self.version]
 
     async def publish_and_gate(self, client: AsyncClient) -> str:
         """Publish the current policy; promote it if it passes the gate. Returns the outcome."""
         baseline = self.served_accuracy()
-        policy = self._merged()
+        policy = self.policy.merged()
         candidate = gate.accuracy_by_budget(policy, self.tokenizer, self.gate_tasks)
         decisive = budget_label(gate.REPORT_BUDGETS[0])
         # the bar: the served version, or the best version promoted so far if that is higher
@@ -296,28 +271,24 @@ class Trainer:
         bar = max(a[decisive] for a in self.accuracy.values())
         numbers = [version_number(m["version"]) for m in self.checkpoints.versions()]
         version = f"v{max(numbers + [version_number(self.version)]) + 1}"
-
-        def write(folder: Path) -> None:
-            policy.save_pretrained(folder, safe_serialization=True)
-            self.tokenizer.save_pretrained(folder)
         metrics = {"gate_accuracy": candidate[decisive], "gate_baseline": baseline[decisive],
                    "gate_bar": bar,
                    "accuracy_by_budget": candidate, "gate_tasks": len(self.gate_tasks),
                    "step": self.step}
-        self.checkpoints.publish(write, version, parent=self.version, step=self.step,
-                                 trace_range=(0, self.cursor), metrics=metrics)
+        self.checkpoints.publish(lambda folder: self.policy.write(folder, self.tokenizer), version,
+                                 parent=self.version, step=self.step,
+                                 trace_range=(0, self.cursor), metrics=metrics,
+                                 adapter_base=self.policy.base_version)
         if candidate[decisive] + 1e-9 < bar - self.cfg.gate_tolerance:
             reason = (f"gate: held-out accuracy {candidate[decisive]:.3f} < {bar:.3f} - "
                       f"{self.cfg.gate_tolerance} (served {self.version}: "
                       f"{baseline[decisive]:.3f}, best promoted: {bar:.3f})")
             self.checkpoints.set_status(version, "rejected", reason)
             self.stats["rejected"] += 1
-            self._fresh_policy()  # drop the rejected drift: continue from the served weights
+            self.policy.fresh()  # drop the rejected drift: continue from the served weights
             return f"{version} rejected ({reason}); continuing from {self.version}"
         swap = await client.promote(version)
-        self.served.load_state_dict(policy.state_dict())
-        if self.cfg.lora_rank:
-            self._fresh_policy()  # new adapters on top of the weights just promoted
+        self.policy.accept(policy, version)
         self.version = version
         self.accuracy[version] = candidate
         self.stats["promoted"] += 1
@@ -352,6 +323,13 @@ class Trainer:
         root_cert = self.cfg.root_cert.read_bytes() if self.cfg.root_cert else None
         async with AsyncClient(self.cfg.server, token=self.cfg.token, tls=bool(root_cert),
                                root_cert=root_cert) as client:
+            if self.cfg.lora_rank:
+                info = await client.model_info()
+                adapters = self.policy.serve_adapters(info.max_lora_rank)
+                log.info("LoRA rank %d: publishing %s", self.cfg.lora_rank,
+                         "adapters (the server switches them)" if adapters else
+                         f"merged weights (the server serves adapters up to rank "
+                         f"{info.max_lora_rank})")
             while not self.cfg.max_steps or self.step < self.cfg.max_steps:
                 self.read_traces()
                 if (state := self.state()) != "running":

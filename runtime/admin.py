@@ -45,8 +45,20 @@ class WeightManager:
                       version, err)
 
     async def swap(self, version: str) -> float:
-        """Hot-swap `version` into the live engine; returns the swap time in seconds."""
-        seconds = await self.engine.swap_weights(self._path(version), version)
+        """Hot-swap `version` into the live engine (full weights: pause, reload, resume; a LoRA
+        adapter: load it and switch); returns the swap time in seconds."""
+        path = self._path(version)
+        manifest = self.checkpoints.manifest(version) if version != BASE_VERSION else {}
+        if "adapter_base" in manifest:
+            rank = json.loads((path / "adapter_config.json").read_text()).get("r", 0)
+            if rank > self.engine.max_lora_rank:
+                raise CheckpointError(f"{version} is a rank-{rank} LoRA adapter; this server "
+                                      f"serves adapters up to rank {self.engine.max_lora_rank} "
+                                      "(config max_lora_rank)")
+            base = manifest["adapter_base"]
+            seconds = await self.engine.swap_adapter(path, version, self._path(base), base)
+        else:
+            seconds = await self.engine.swap_weights(path, version)
         self.metrics.set_weight_version(version)
         self.metrics.swap_seconds.observe(seconds)
         log.info("now serving weight version %s (swap %.1f ms)", version, 1000 * seconds)

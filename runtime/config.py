@@ -23,6 +23,9 @@ class ConfigError(ValueError):
     """A bad configuration value; the message names the key."""
 
 
+LORA_RANKS = (0, 1, 8, 16, 32, 64, 128, 256, 320, 512)  # 0, then the ranks vLLM accepts
+
+
 @dataclass
 class ServerConfig:
     model: Path = MODEL_DIR
@@ -54,6 +57,10 @@ class ServerConfig:
     stream_interval: int = 4
     max_model_len: int = 0  # 0 = the model's own context length
     seed: int = 0
+    # > 0: the engine can serve LoRA adapter versions up to this rank (vLLM's enable_lora;
+    # one of vLLM's ranks: 1, 8, 16, 32, 64, 128, 256, 320, 512); promoting an adapter then
+    # loads it and switches new requests to it, with no pause
+    max_lora_rank: int = 0
     # Lifecycle
     drain_grace_s: float = 30.0
     # Security: bearer tokens accepted in `authorization: Bearer <token>` (empty = no auth)
@@ -94,6 +101,9 @@ class ServerConfig:
         for name in ("port", "metrics_port"):
             if not 0 <= getattr(self, name) <= 65535:
                 raise ConfigError(f"{name} must be between 0 and 65535")
+        if self.max_lora_rank not in LORA_RANKS:
+            raise ConfigError(f"max_lora_rank must be one of {', '.join(map(str, LORA_RANKS))} "
+                              f"(0 = no adapters), got {self.max_lora_rank}")
         for name in ("default_budget", "max_budget", "effort_low", "effort_medium",
                      "effort_high", "default_max_answer_tokens", "max_n", "max_pending",
                      "kv_cache_gib", "verifier_workers", "trace_max_rows", "stream_interval"):

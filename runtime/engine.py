@@ -26,7 +26,7 @@ class Engine:
 
     def __init__(self, model_dir: Path, *, max_model_len: int = 0, kv_cache_gib: int = 1,
                  seed: int = 0, weight_version: str = "v0", think_start: str = THINK_START,
-                 think_end: str = THINK_END, stream_interval: int = 1):
+                 think_end: str = THINK_END, stream_interval: int = 1, max_lora_rank: int = 0):
         self.model_dir = Path(model_dir)
         self.max_model_len = max_model_len or model_context_length(self.model_dir)
         self.kv_cache_gib = kv_cache_gib
@@ -34,6 +34,10 @@ class Engine:
         self.weight_version = weight_version
         self.think_start, self.think_end = think_start, think_end
         self.stream_interval = stream_interval
+        self.max_lora_rank = max_lora_rank
+        self.full_weights = weight_version  # the version whose full weights the engine holds
+        self.lora = None  # LoRARequest of the served adapter version (None: full weights only)
+        self._lora_ids = 0
         self.llm = None
         self.tokenizer = None
         self.supports_thinking = False
@@ -59,7 +63,7 @@ class Engine:
                         "requests with thinking options will be rejected", self.model_dir,
                         self.think_start, self.think_end)
         args = AsyncEngineArgs(**engine_kwargs(self.model_dir, self.max_model_len,
-                                               self.kv_cache_gib, self.seed),
+                                               self.kv_cache_gib, self.seed, self.max_lora_rank),
                                scheduling_policy="priority", disable_log_stats=True)
         # Loading takes seconds: keep the event loop free so health checks answer meanwhile.
         self.llm = await asyncio.to_thread(AsyncLLM.from_engine_args, args)
@@ -84,9 +88,10 @@ class Engine:
 
     async def stream(self, prompt_ids: list[int], params, request_id: str,
                      priority: int = 0) -> AsyncIterator[list[int]]:
-        """New token ids as the engine produces them; closing the iterator aborts the request."""
+        """New token ids as the engine produces them; closing the iterator aborts the request.
+        The request keeps the adapter served when it started, whatever is swapped meanwhile."""
         generator = self.llm.generate({"prompt_token_ids": prompt_ids}, params, request_id,
-                                      priority=priority)
+                                      lora_request=self.lora, priority=priority)
         async with aclosing(generator):
             async for output in generator:
                 ids = list(output.outputs[0].token_ids)
@@ -102,18 +107,39 @@ class Engine:
             pass
 
     async def swap_weights(self, weights_dir: Path, version: str) -> float:
-        """Load new weights into the live engine without failing any request: pause scheduling
+        """Serve a full-weights version without failing any request: pause scheduling
         (in-flight requests are kept, not aborted), reload, resume. Returns seconds taken."""
         start = time.perf_counter()
         async with self._swap_lock:
-            await self.llm.pause_generation(mode="keep", clear_cache=True)
-            try:
-                await self.llm.collective_rpc("reload_weights",
-                                              kwargs={"weights_path": str(weights_dir)})
-                self.weight_version = version
-            finally:
-                await self.llm.resume_generation()
+            await self._reload(weights_dir, version)
+            self.lora, self.weight_version = None, version
         return time.perf_counter() - start
+
+    async def swap_adapter(self, adapter_dir: Path, version: str, base_dir: Path,
+                           base_version: str) -> float:
+        """Serve a LoRA adapter version: load it into the engine, then route new requests to
+        it; nothing pauses (requests in flight finish on what they started with). When the
+        engine holds other full weights than the adapter's base, those are reloaded first."""
+        from vllm.lora.request import LoRARequest
+
+        start = time.perf_counter()
+        async with self._swap_lock:
+            if self.full_weights != base_version:
+                await self._reload(base_dir, base_version)
+            self._lora_ids += 1
+            request = LoRARequest(version, self._lora_ids, str(adapter_dir))
+            await self.llm.add_lora(request)
+            self.lora, self.weight_version = request, version
+        return time.perf_counter() - start
+
+    async def _reload(self, weights_dir: Path, version: str) -> None:
+        await self.llm.pause_generation(mode="keep", clear_cache=True)
+        try:
+            await self.llm.collective_rpc("reload_weights",
+                                          kwargs={"weights_path": str(weights_dir)})
+            self.full_weights = version
+        finally:
+            await self.llm.resume_generation()
 
     def shutdown(self) -> None:
         if self.llm is not None:

@@ -17,8 +17,9 @@ def model_context_length(model_dir: Path) -> int:
 
 
 def engine_kwargs(model_dir: Path, max_model_len: int | None = None,
-                  kv_cache_gib: int = 1, seed: int = 0) -> dict[str, Any]:
-    """Keyword arguments for `vllm.LLM` / `AsyncEngineArgs` with thinking-budget support on."""
+                  kv_cache_gib: int = 1, seed: int = 0, max_lora_rank: int = 0) -> dict[str, Any]:
+    """Keyword arguments for `vllm.LLM` / `AsyncEngineArgs` with thinking-budget support on
+    (and LoRA adapters up to `max_lora_rank` when it is > 0)."""
     from vllm.config import ReasoningConfig
 
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(kv_cache_gib))
@@ -36,4 +37,8 @@ def engine_kwargs(model_dir: Path, max_model_len: int | None = None,
         "reasoning_parser": "deepseek_r1",
         "reasoning_config": ReasoningConfig(reasoning_start_str=THINK_START,
                                             reasoning_end_str=THINK_END),
+        # two adapters active at once: the served one and its predecessor, which requests
+        # started before a swap finish with
+        **({"enable_lora": True, "max_lora_rank": max_lora_rank, "max_loras": 2,
+            "max_cpu_loras": 4} if max_lora_rank else {}),
     }

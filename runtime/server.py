@@ -296,7 +296,7 @@ class ReasoningService(pb_grpc.ReasoningServicer):
             effort_presets=[pb.EffortPreset(effort=e, budget=c.effort_budget(name))
                             for e, name in EFFORT_NAMES.items()],
             default_wrap_up=c.default_wrap_up, default_continuation=c.default_continuation,
-            max_n=c.max_n)
+            max_n=c.max_n, max_lora_rank=self.engine.max_lora_rank)
 
 
 class Server:
@@ -308,7 +308,8 @@ class Server:
         self.engine = Engine(config.model, max_model_len=config.max_model_len,
                              kv_cache_gib=config.kv_cache_gib, seed=config.seed,
                              think_start=config.think_start, think_end=config.think_end,
-                             stream_interval=config.stream_interval)
+                             stream_interval=config.stream_interval,
+                             max_lora_rank=config.max_lora_rank)
         self.trainer_token = secrets.token_urlsafe(32) if config.runs_trainer else ""
         self.auth = AuthInterceptor(config.api_tokens, config.admin_tokens, config.train_tokens,
                                     config.trust_local_anonymous,

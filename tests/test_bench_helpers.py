@@ -83,6 +83,9 @@ def test_trl_comparison_times_and_ratios():
             "curve": [{"t_s": 0, "step": 0, "accuracy": {"unlimited": 0.5}},
                       {"t_s": 50, "step": 5, "accuracy": {"unlimited": 0.85, "16": 0.2}}]}
     result = compare(trl, demo)
-    assert result["online"]["time_to_accuracy_s"] == {"0.8": 50, "0.9": None}
-    assert result["time_ratio_online_over_trl"] == {"0.8": 0.5, "0.9": None}
+    assert result["online"]["time_to_accuracy_s"] == {"0.6": 50, "0.65": 50, "0.7": 50,
+                                                      "0.8": 50, "0.9": None}
+    assert result["trl"]["time_to_accuracy_s"]["0.9"] == 200
+    assert result["time_ratio_online_over_trl"]["0.8"] == 0.5
+    assert result["time_ratio_online_over_trl"]["0.9"] is None
     assert result["best"] == {"trl": 0.91, "online": 0.85}

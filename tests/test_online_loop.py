@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from clients.client import Client
+from clients.client import AsyncClient, Client
 from rl_loop.checkpoints import CheckpointStore
 from rl_loop.tasks import sample_task
-from rl_loop.tiny_model import MODEL_DIR
+from rl_loop.tiny_model import MODEL_DIR, chat_prompt_ids
 from rl_loop.trainer import Trainer, TrainerConfig
 from rl_loop.traffic import Traffic, run_traffic
 from tests.conftest import ADMIN_TOKEN, API_TOKEN, TRAIN_TOKEN, ServerProcess, metric_value
@@ -54,7 +54,7 @@ def test_traffic_trains_publishes_gates_and_swaps(server):
     # a deliberately degraded candidate fails the gate and serving stays on `promoted`
     trainer.cfg.gate_tolerance = 0.02
     with torch.no_grad():
-        for p in trainer.model.parameters():
+        for p in trainer.policy.model.parameters():
             p.copy_(p[torch.randperm(p.shape[0])] if p.dim() > 1 else p)
     async def gate():
         from clients.client import AsyncClient
@@ -225,3 +225,82 @@ def test_lora_candidates_are_merged_published_and_served(server):
     finally:
         with Client(server.target, token=ADMIN_TOKEN) as admin:
             admin.promote("v0")
+
+
+def hf_greedy(model, tokenizer, prompt: str, max_new_tokens: int = 48) -> str:
+    ids = torch.tensor([chat_prompt_ids(tokenizer, [{"role": "user", "content": prompt}])])
+    with torch.no_grad():
+        out = model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False,
+                             max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id)
+    return tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=False)
+
+
+def test_lora_adapters_switch_in_the_live_engine_without_failing_requests(tmp_path):
+    """`max_lora_rank`: a promoted adapter is loaded into vLLM and new requests use it (their
+    greedy output is the merged weights' output in transformers), requests in flight finish,
+    none fails; the trainer publishes adapters to such a server, and a restart restores one."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(MODEL_DIR)
+    adapted = get_peft_model(AutoModelForCausalLM.from_pretrained(MODEL_DIR), LoraConfig(
+        r=8, lora_alpha=16, target_modules=["q_proj", "k_proj", "v_proj", "o_proj",
+                                            "gate_proj", "up_proj", "down_proj"]))
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for name, p in adapted.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.05)
+    server = ServerProcess(tmp_path, admin_tokens=[ADMIN_TOKEN], max_lora_rank=8)
+    store = CheckpointStore(server.state_dir)
+    store.publish(lambda folder: adapted.save_pretrained(folder), "v1", parent="v0", step=0)
+    merged = adapted.merge_and_unload().eval()
+    prompts = ["What is 12+34?", "Which is bigger, 3.25 or 3.4?", "What is 407*6?"]
+    try:
+        server.wait_ready()
+        with Client(server.target, token=ADMIN_TOKEN) as admin:
+            assert admin.model_info().max_lora_rank == 8
+            before = [admin.ask(p, budget=40, max_answer_tokens=8).weight_version for p in prompts]
+
+            async def promote_under_load():
+                async with AsyncClient(server.target, token=ADMIN_TOKEN) as client:
+                    streams = [asyncio.create_task(client.ask(f"What is {100 + i}+{i * 7}?",
+                                                              budget=256)) for i in range(16)]
+                    await asyncio.sleep(0.3)
+                    swap = await client.promote("v1")
+                    return swap, await asyncio.gather(*streams, return_exceptions=True)
+            swap, results = asyncio.run(promote_under_load())
+            assert not [r for r in results if isinstance(r, Exception)], results
+            assert {r.weight_version for r in results} <= {"v0", "v1", "v0->v1"}
+            after = [admin.ask(p, budget=40, max_answer_tokens=8, hide_thinking=False)
+                     for p in prompts]
+        assert before == ["v0"] * 3 and all(r.weight_version == "v1" for r in after)
+        same = sum(hf_greedy(merged, tokenizer, p).startswith(r.thinking[:24])
+                   for p, r in zip(prompts, after))
+        assert same >= 2, [(hf_greedy(merged, tokenizer, p), r.thinking) for p, r in
+                           zip(prompts, after)]
+        assert swap.swap_seconds < 5
+
+        report = asyncio.run(run_traffic(server.target, rate=6, duration=4, token=ADMIN_TOKEN,
+                                         budgets=(64,)))
+        assert report["failed"] == 0
+        with Client(server.target, token=ADMIN_TOKEN) as admin:
+            admin.promote("v0")  # the trainer starts from the base; its adapters apply to it
+        trainer = Trainer(TrainerConfig(server=server.target, state_dir=server.state_dir,
+                                        token=ADMIN_TOKEN, publish_every=2, prompts_per_step=4,
+                                        group_size=6, gate_tasks=10, gate_tolerance=1.0,
+                                        poll_s=0.2, lora_rank=4, lr=1e-3, max_steps=2))
+        asyncio.run(trainer.run())
+        manifest = store.manifest(trainer.version)
+        assert trainer.stats["promoted"] == 1 and manifest["adapter_base"] == "v0"
+        assert (store.path(trainer.version) / "adapter_config.json").is_file()
+    finally:
+        server.stop()
+    again = ServerProcess(tmp_path / "again", admin_tokens=[ADMIN_TOKEN], max_lora_rank=8,
+                          state_dir=server.state_dir)
+    try:
+        again.wait_ready()
+        with Client(again.target, token=ADMIN_TOKEN) as admin:
+            assert admin.ask("What is 1+2?", budget=16).weight_version == trainer.version
+    finally:
+        again.stop()

@@ -34,19 +34,20 @@ def test_a_step_moves_probability_toward_the_rewarded_answer(tmp_path, lora_rank
                                     lora_rank=lora_rank))
     groups = groups_for(trainer)
     good, bad = groups[0][0], groups[0][1]
-    before = {k: v.clone() for k, v in trainer.served.state_dict().items()}
-    good0, bad0 = logprob_of(trainer, trainer.model, good), logprob_of(trainer, trainer.model, bad)
+    before = {k: v.clone() for k, v in trainer.policy.served.state_dict().items()}
+    good0 = logprob_of(trainer, trainer.policy.model, good)
+    bad0 = logprob_of(trainer, trainer.policy.model, bad)
     report = trainer.train_step(groups)
     assert trainer.step == 1 and report["loss"] is not None
     assert trainer.stats["dropped_groups"] == 1 and report["is_weight"] == pytest.approx(1.0)
-    policy = trainer._merged()
+    policy = trainer.policy.merged()
     assert logprob_of(trainer, policy, good) > good0 and logprob_of(trainer, policy, bad) < bad0
     # the served copy (behaviour policy) is untouched until a promotion
-    assert all(torch.equal(before[k], v) for k, v in trainer.served.state_dict().items())
+    assert all(torch.equal(before[k], v) for k, v in trainer.policy.served.state_dict().items())
     assert type(policy).__name__ == "Qwen2ForCausalLM"
     assert set(policy.state_dict()) == set(before)
     if lora_rank:
-        trainable = [n for n, p in trainer.model.named_parameters() if p.requires_grad]
+        trainable = [n for n, p in trainer.policy.model.named_parameters() if p.requires_grad]
         assert trainable and all("lora_" in n for n in trainable)
 
 
@@ -55,8 +56,37 @@ def test_every_new_optimizer_warms_up(tmp_path):
     groups = groups_for(trainer)
     lrs = []
     for _ in range(5):
-        lrs.append(trainer.opt.param_groups[0]["lr"])
+        lrs.append(trainer.policy.opt.param_groups[0]["lr"])
         trainer.train_step(groups)
     assert lrs == pytest.approx([2.5e-4, 5e-4, 7.5e-4, 1e-3, 1e-3])
-    trainer._fresh_policy()  # after a rejection: the served weights and a new warm-up
-    assert trainer.opt.param_groups[0]["lr"] == pytest.approx(2.5e-4)
+    trainer.policy.fresh()  # after a rejection: the served weights and a new warm-up
+    assert trainer.policy.opt.param_groups[0]["lr"] == pytest.approx(2.5e-4)
+
+
+def test_adapter_versions_publish_the_adapter_and_resume_from_it(tmp_path):
+    """Against a server that serves LoRA adapters: a candidate is the adapter alone (relative
+    to the base), a promoted adapter is what training continues from, also after a restart."""
+    trainer = Trainer(TrainerConfig(state_dir=tmp_path, gate_tasks=5, lr=1e-3, warmup_steps=1,
+                                    lora_rank=4))
+    assert not trainer.policy.serve_adapters(0)       # the server cannot: merged weights
+    assert trainer.policy.serve_adapters(8)           # rank 4 <= 8: adapters
+    trainer.train_step(groups_for(trainer))
+    merged = trainer.policy.merged()
+    store = trainer.checkpoints
+    folder = store.publish(lambda f: trainer.policy.write(f, trainer.tokenizer), "v1",
+                           parent="v0", step=1, adapter_base=trainer.policy.base_version)
+    assert (folder / "adapter_config.json").is_file() and not (folder / "model.safetensors").exists()
+    assert store.manifest("v1")["adapter_base"] == "v0"
+    assert store.manifest("v1")["weights"] == "adapter_model.safetensors"
+    trainer.policy.accept(merged, "v1")
+    store.record_promotion("v1")
+    trainer.train_step(groups_for(trainer))  # training goes on from the promoted adapter
+    assert trainer.policy.base_version == "v0"
+
+    restarted = Trainer(TrainerConfig(state_dir=tmp_path, gate_tasks=5, lora_rank=4))
+    assert restarted.version == "v1" and restarted.policy.publish_adapters
+    for name, value in merged.state_dict().items():  # served = base + the v1 adapter
+        assert torch.allclose(restarted.policy.served.state_dict()[name], value, atol=1e-6)
+    fresh = restarted.policy.merged()  # the new policy starts at the served adapter
+    assert all(torch.allclose(fresh.state_dict()[k], v, atol=1e-6)
+               for k, v in merged.state_dict().items())

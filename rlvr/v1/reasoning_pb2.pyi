@@ -286,7 +286,7 @@ class EffortPreset(_message.Message):
     def __init__(self, effort: _Optional[_Union[Effort, str]] = ..., budget: _Optional[int] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("model_name", "model_path", "weight_version", "think_start", "think_end", "context_length", "max_budget", "default_budget", "default_max_answer_tokens", "effort_presets", "default_wrap_up", "default_continuation", "max_n")
+    __slots__ = ("model_name", "model_path", "weight_version", "think_start", "think_end", "context_length", "max_budget", "default_budget", "default_max_answer_tokens", "effort_presets", "default_wrap_up", "default_continuation", "max_n", "max_lora_rank")
     MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
     MODEL_PATH_FIELD_NUMBER: _ClassVar[int]
     WEIGHT_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -300,6 +300,7 @@ class ModelInfo(_message.Message):
     DEFAULT_WRAP_UP_FIELD_NUMBER: _ClassVar[int]
     DEFAULT_CONTINUATION_FIELD_NUMBER: _ClassVar[int]
     MAX_N_FIELD_NUMBER: _ClassVar[int]
+    MAX_LORA_RANK_FIELD_NUMBER: _ClassVar[int]
     model_name: str
     model_path: str
     weight_version: str
@@ -313,4 +314,5 @@ class ModelInfo(_message.Message):
     default_wrap_up: str
     default_continuation: str
     max_n: int
-    def __init__(self, model_name: _Optional[str] = ..., model_path: _Optional[str] = ..., weight_version: _Optional[str] = ..., think_start: _Optional[str] = ..., think_end: _Optional[str] = ..., context_length: _Optional[int] = ..., max_budget: _Optional[int] = ..., default_budget: _Optional[int] = ..., default_max_answer_tokens: _Optional[int] = ..., effort_presets: _Optional[_Iterable[_Union[EffortPreset, _Mapping]]] = ..., default_wrap_up: _Optional[str] = ..., default_continuation: _Optional[str] = ..., max_n: _Optional[int] = ...) -> None: ...
+    max_lora_rank: int
+    def __init__(self, model_name: _Optional[str] = ..., model_path: _Optional[str] = ..., weight_version: _Optional[str] = ..., think_start: _Optional[str] = ..., think_end: _Optional[str] = ..., context_length: _Optional[int] = ..., max_budget: _Optional[int] = ..., default_budget: _Optional[int] = ..., default_max_answer_tokens: _Optional[int] = ..., effort_presets: _Optional[_Iterable[_Union[EffortPreset, _Mapping]]] = ..., default_wrap_up: _Optional[str] = ..., default_continuation: _Optional[str] = ..., max_n: _Optional[int] = ..., max_lora_rank: _Optional[int] = ...) -> None: ...

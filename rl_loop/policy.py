@@ -1,0 +1,106 @@
+"""The weights the trainer holds: the served (behaviour) policy and the policy it trains.
+
+- `served`: the weights users are served, as a plain model (an adapter version is merged).
+  They generated the samples, so they are the behaviour policy of the importance weights,
+  the gate's baseline and the point training restarts from after a rejection.
+- `model`: the policy being trained, with its own optimizer and lr warm-up: a copy of the
+  served weights (full fine-tuning), or LoRA adapters (peft) on top of `base`.
+
+LoRA versions reach the server one of two ways. *Merged* (the server cannot serve adapters):
+the adapters are merged into full weights, and fresh adapters start on top of each promoted
+version. *Adapters* (the server runs with `max_lora_rank` >= the rank): only the adapter is
+published, always relative to the same full weights `base` (version `base_version`), and
+training goes on from the served adapter; the server switches adapters with no pause.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import torch
+
+from rl_loop.checkpoints import BASE_VERSION, CheckpointStore
+
+TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+class Policy:
+    def __init__(self, checkpoints: CheckpointStore, base_model: Path, version: str,
+                 device: torch.device, lr: float, warmup_steps: int, lora_rank: int = 0):
+        from transformers import AutoModelForCausalLM
+
+        self.lr, self.warmup_steps, self.lora_rank = lr, warmup_steps, lora_rank
+
+        def load(v: str):
+            folder = base_model if v == BASE_VERSION else checkpoints.verified_path(v)
+            return AutoModelForCausalLM.from_pretrained(folder).to(device).eval()
+        manifest = checkpoints.manifest(version) if version != BASE_VERSION else {}
+        self.served_version = version
+        self.base_version = manifest.get("adapter_base", version)
+        self.base = load(self.base_version)
+        self.adapter: dict | None = None  # the served adapter's weights (adapters mode)
+        self.publish_adapters = "adapter_base" in manifest
+        if self.publish_adapters:
+            from peft import PeftModel, get_peft_model_state_dict
+
+            adapted = PeftModel.from_pretrained(copy.deepcopy(self.base),
+                                                checkpoints.verified_path(version))
+            self.adapter = copy.deepcopy(get_peft_model_state_dict(adapted))
+            self.served = adapted.merge_and_unload().eval()
+        else:
+            self.served = self.base
+        self.fresh()
+
+    def serve_adapters(self, server_max_rank: int) -> bool:
+        """Publish adapters (not merged weights) when the server can serve this rank."""
+        wanted = 0 < self.lora_rank <= server_max_rank
+        if wanted != self.publish_adapters:
+            self.publish_adapters = wanted
+            if wanted:  # adapters apply to the full weights served now
+                self.base, self.base_version, self.adapter = \
+                    self.served, self.served_version, None
+            self.fresh()
+        return wanted
+
+    def fresh(self) -> None:
+        """A new trainable policy from the served weights, and a new optimizer."""
+        if not self.lora_rank:
+            self.model = copy.deepcopy(self.served).train()
+        else:
+            from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
+
+            on = self.base if self.publish_adapters else self.served
+            self.model = get_peft_model(copy.deepcopy(on).train(), LoraConfig(
+                r=self.lora_rank, lora_alpha=2 * self.lora_rank, lora_dropout=0.0,
+                target_modules=TARGET_MODULES))
+            if self.publish_adapters and self.adapter is not None:
+                set_peft_model_state_dict(self.model, self.adapter)
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        self.opt = torch.optim.AdamW(params, lr=self.lr, weight_decay=0.0)
+        warmup = max(1, self.warmup_steps)
+        self.schedule = torch.optim.lr_scheduler.LambdaLR(
+            self.opt, lambda k: min(1.0, (k + 1) / warmup))
+
+    def merged(self):
+        """The policy as a plain model (LoRA adapters merged into a copy of the weights)."""
+        return copy.deepcopy(self.model).merge_and_unload() if self.lora_rank else self.model
+
+    def write(self, folder: Path, tokenizer) -> None:
+        """The candidate's files: the adapter alone, or a full model folder."""
+        if self.publish_adapters:
+            self.model.save_pretrained(folder, safe_serialization=True)
+        else:
+            self.merged().save_pretrained(folder, safe_serialization=True)
+        tokenizer.save_pretrained(folder)
+
+    def accept(self, merged, version: str) -> None:
+        """The candidate (`merged`: from `merged()`) was promoted: users are served it now."""
+        self.served = (merged if self.lora_rank else copy.deepcopy(merged)).eval()
+        self.served_version = version
+        if self.publish_adapters:  # training goes on from the promoted adapter
+            from peft import get_peft_model_state_dict
+
+            self.adapter = copy.deepcopy(get_peft_model_state_dict(self.model))
+        elif self.lora_rank:
+            self.fresh()  # new adapters on top of the weights just promoted
