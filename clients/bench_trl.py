@@ -15,7 +15,6 @@ with serving, gate time on the clock); its curve is read from the demo's `demo.j
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import time

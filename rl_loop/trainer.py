@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 from clients.client import AsyncClient, RlvrError
-from rl_loop.checkpoints import BASE_VERSION, CheckpointStore
+from rl_loop.checkpoints import CheckpointStore
 from rl_loop import gate
 from rl_loop.evaluate import budget_label
 from rl_loop.grpo import GRPOConfig, group_advantages, grpo_loss, is_fresh

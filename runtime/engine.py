@@ -111,8 +111,9 @@ class Engine:
         (in-flight requests are kept, not aborted), reload, resume. Returns seconds taken."""
         start = time.perf_counter()
         async with self._swap_lock:
+            self.lora = None  # requests sent during the reload run on the new weights alone
             await self._reload(weights_dir, version)
-            self.lora, self.weight_version = None, version
+            self.weight_version = version
         return time.perf_counter() - start
 
     async def swap_adapter(self, adapter_dir: Path, version: str, base_dir: Path,
@@ -125,6 +126,7 @@ class Engine:
         start = time.perf_counter()
         async with self._swap_lock:
             if self.full_weights != base_version:
+                self.lora = None
                 await self._reload(base_dir, base_version)
             self._lora_ids += 1
             request = LoRARequest(version, self._lora_ids, str(adapter_dir))
