@@ -10,28 +10,12 @@ import shlex
 import sys
 from pathlib import Path
 
+from clients import arguments
 from rl_loop.tiny_model import MODEL_DIR
 
 
 class CliError(Exception):
     """A user mistake on the command line: printed as one line, exit status 2."""
-
-
-def _budgets(text: str) -> list[int | None]:
-    from rl_loop.evaluate import parse_budget
-
-    try:
-        return [parse_budget(part) for part in text.split(",") if part.strip()]
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(
-            f"budgets are non-negative integers or 'unlimited', comma separated ({err})")
-
-
-def _model_dir(text: str) -> Path:
-    path = Path(text)
-    if not (path / "config.json").is_file():
-        raise argparse.ArgumentTypeError(f"{text!r} is not a model folder (no config.json)")
-    return path
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -299,42 +283,6 @@ def _echo(events):
     print()
 
 
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
-
-
-def _finite_float(text: str, minimum: float, strict: bool) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not (value > minimum if strict else value >= minimum) or value == float("inf"):
-        raise argparse.ArgumentTypeError(
-            f"must be a finite number {'>' if strict else '>='} {minimum:g}, got {text}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    return _finite_float(text, 0.0, strict=True)
-
-
-def _non_negative_float(text: str) -> float:
-    return _finite_float(text, 0.0, strict=False)
-
-
-def _positive_int(text: str) -> int:
-    value = _non_negative_int(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError("must be >= 1")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     from rl_loop.tasks import HELDOUT_PATH
 
@@ -344,10 +292,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("serve", help="serve the model over gRPC (the embedded model by default)")
-    p.add_argument("--model", type=_model_dir, default=None)
+    p.add_argument("--model", type=arguments.model_dir, default=None)
     p.add_argument("--host", default=None)
-    p.add_argument("--port", type=_non_negative_int, default=None)
-    p.add_argument("--metrics-port", type=_non_negative_int, default=None)
+    p.add_argument("--port", type=arguments.non_negative_int, default=None)
+    p.add_argument("--metrics-port", type=arguments.non_negative_int, default=None)
     p.add_argument("--state-dir", type=Path, default=None)
     p.add_argument("--config", type=Path, default=None, help="TOML file of ServerConfig fields")
     p.add_argument("--train", choices=["auto", "on", "off"], default=None,
@@ -360,11 +308,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("ask", help="send one prompt to a running server")
     p.add_argument("prompt")
     p.add_argument("--server", default="localhost:50051")
-    p.add_argument("--budget", type=_non_negative_int, default=None,
+    p.add_argument("--budget", type=arguments.non_negative_int, default=None,
                    help="max thinking tokens (0 = no thinking)")
-    p.add_argument("--min-thinking", type=_non_negative_int, default=None)
+    p.add_argument("--min-thinking", type=arguments.non_negative_int, default=None)
     p.add_argument("--effort", choices=["low", "medium", "high"], default=None)
-    p.add_argument("--max-answer-tokens", type=_non_negative_int, default=None)
+    p.add_argument("--max-answer-tokens", type=arguments.non_negative_int, default=None)
     p.add_argument("--temperature", type=float, default=None,
                    help="0 = greedy (the server checks the range)")
     p.add_argument("--seed", type=int, default=None)
@@ -373,7 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=None, help="deadline in seconds")
     p.add_argument("--verify", default=None, metavar="KIND:REFERENCE",
                    help="verify the answer at serve time, e.g. numeric:46 or choice:B")
-    p.add_argument("--n", type=_non_negative_int, default=None, help="number of choices")
+    p.add_argument("--n", type=arguments.non_negative_int, default=None, help="number of choices")
     p.add_argument("--best-of-n", action="store_true",
                    help="with --verify and --n: return only the best verified choice")
     p.add_argument("--stream", action="store_true", help="print tokens as they arrive")
@@ -384,34 +332,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--server", default="localhost:50051")
     p.add_argument("--state-dir", type=Path, default=Path("state"))
     p.add_argument("--token", default=None, help="train+admin token (default: $RLVR_ADMIN_TOKEN)")
-    p.add_argument("--steps", type=_non_negative_int, default=0, help="stop after N steps")
-    p.add_argument("--publish-every", type=_positive_int, default=5)
-    p.add_argument("--group-size", type=_positive_int, default=8)
-    p.add_argument("--prompts-per-step", type=_positive_int, default=8)
-    p.add_argument("--lr", type=_positive_float, default=1e-4)
-    p.add_argument("--temperature", type=_positive_float, default=0.8,
+    p.add_argument("--steps", type=arguments.non_negative_int, default=0, help="stop after N steps")
+    p.add_argument("--publish-every", type=arguments.positive_int, default=5)
+    p.add_argument("--group-size", type=arguments.positive_int, default=8)
+    p.add_argument("--prompts-per-step", type=arguments.positive_int, default=8)
+    p.add_argument("--lr", type=arguments.positive_float, default=1e-4)
+    p.add_argument("--temperature", type=arguments.positive_float, default=0.8,
                    help="sampling temperature of the groups")
-    p.add_argument("--gate-tasks", type=_positive_int, default=100,
+    p.add_argument("--gate-tasks", type=arguments.positive_int, default=100,
                    help="held-out tasks the promotion gate scores")
     p.add_argument("--gate-tolerance", type=float, default=0.02,
                    help="promote when held-out accuracy >= served accuracy - this")
     p.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda[:N]")
-    p.add_argument("--threads", type=_non_negative_int, default=0,
+    p.add_argument("--threads", type=arguments.non_negative_int, default=0,
                    help="torch CPU threads (0 = torch's default)")
-    p.add_argument("--min-free-mb", type=_non_negative_int, default=256,
+    p.add_argument("--min-free-mb", type=arguments.non_negative_int, default=256,
                    help="pause while the state directory has less free space (MiB)")
-    p.add_argument("--keep-versions", type=_positive_int, default=8,
+    p.add_argument("--keep-versions", type=arguments.positive_int, default=8,
                    help="retention: keep the weights of the newest N versions and of the last N "
                         "promoted (rollback targets); older ones keep only their manifest")
-    p.add_argument("--warmup-steps", type=_non_negative_int, default=10,
+    p.add_argument("--warmup-steps", type=arguments.non_negative_int, default=10,
                    help="linear lr warm-up of every new optimizer (start, after a rejection)")
-    p.add_argument("--lora-rank", type=_non_negative_int, default=0,
+    p.add_argument("--lora-rank", type=arguments.non_negative_int, default=0,
                    help="train LoRA adapters of this rank (peft) instead of all weights; "
                         "published as adapters when the server serves them (its "
                         "max_lora_rank), else merged into full weights")
-    p.add_argument("--max-sampling-rounds", type=_positive_int, default=4,
+    p.add_argument("--max-sampling-rounds", type=arguments.positive_int, default=4,
                    help="dynamic sampling: rounds of groups per step until enough carry signal")
-    p.add_argument("--poll-s", type=_positive_float, default=1.0,
+    p.add_argument("--poll-s", type=arguments.positive_float, default=1.0,
                    help="seconds between looks at the trace log when idle")
     p.add_argument("--tls-ca", type=Path, default=None,
                    help="PEM certificate to trust when the server uses TLS")
@@ -419,18 +367,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("traffic", help="send synthetic verified traffic to a server")
     p.add_argument("--server", default="localhost:50051")
-    p.add_argument("--rate", type=_positive_float, default=4.0, help="requests per second")
-    p.add_argument("--duration", type=_positive_float, default=60.0, help="seconds")
+    p.add_argument("--rate", type=arguments.positive_float, default=4.0, help="requests per second")
+    p.add_argument("--duration", type=arguments.positive_float, default=60.0, help="seconds")
     p.add_argument("--token", default=None, help="bearer token (default: $RLVR_TOKEN)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_traffic)
 
     p = sub.add_parser("demo", help="server + trainer + synthetic traffic, live learning curve")
-    p.add_argument("--duration", type=_positive_float, default=900.0,
+    p.add_argument("--duration", type=arguments.positive_float, default=900.0,
                    help="seconds of traffic while training")
-    p.add_argument("--paused", type=_non_negative_float, default=60.0,
+    p.add_argument("--paused", type=arguments.non_negative_float, default=60.0,
                    help="then seconds of traffic with training paused (latency baseline)")
-    p.add_argument("--rate", type=_positive_float, default=2.0, help="requests per second")
+    p.add_argument("--rate", type=arguments.positive_float, default=2.0, help="requests per second")
     p.add_argument("--out", type=Path, default=Path("demo-run"), help="output folder")
     p.add_argument("--train-args", default="", help="extra `rlvr train` flags, one string")
     p.add_argument("--no-final-eval", dest="final_eval", action="store_false",
@@ -462,21 +410,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("suite", choices=["serving", "control", "swap", "verifiers", "trl", "report"],
                    help="trl: learning efficiency vs TRL's GRPOTrainer (needs the `bench` extra "
                         "and a demo run); report: render docs/benchmarks.md from docs/bench/*.json")
-    p.add_argument("--duration", type=_positive_float, default=900.0,
+    p.add_argument("--duration", type=arguments.positive_float, default=900.0,
                    help="trl: seconds of TRL training (stops early at 90%% held-out)")
     p.add_argument("--demo", type=Path, default=Path("docs/bench/demo/demo.json"),
                    help="trl: the online side, a `rlvr demo` result")
-    p.add_argument("--swaps", type=_positive_int, default=5, help="swap: versions promoted")
-    p.add_argument("--model", type=_model_dir, default=MODEL_DIR)
-    p.add_argument("--requests", type=_non_negative_int, default=200)
-    p.add_argument("--concurrency", type=_non_negative_int, default=64)
-    p.add_argument("--rounds", type=_non_negative_int, default=3)
+    p.add_argument("--swaps", type=arguments.positive_int, default=5, help="swap: versions promoted")
+    p.add_argument("--model", type=arguments.model_dir, default=MODEL_DIR)
+    p.add_argument("--requests", type=arguments.non_negative_int, default=200)
+    p.add_argument("--concurrency", type=arguments.non_negative_int, default=64)
+    p.add_argument("--rounds", type=arguments.non_negative_int, default=3)
     p.add_argument("--out", type=Path, default=None, help="also write the report as JSON")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("eval", help="held-out accuracy of a model folder at thinking budgets")
-    p.add_argument("--model", type=_model_dir, default=MODEL_DIR)
-    p.add_argument("--budget", type=_budgets, default=[None],
+    p.add_argument("--model", type=arguments.model_dir, default=MODEL_DIR)
+    p.add_argument("--budget", type=arguments.budgets, default=[None],
                    help="comma-separated thinking budgets, e.g. 0,16,unlimited (default unlimited)")
     p.add_argument("--heldout", type=Path, default=HELDOUT_PATH)
     p.add_argument("--limit", type=int, default=0, help="use only the first N held-out tasks")
