@@ -333,7 +333,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--state-dir", type=Path, default=Path("state"))
     p.add_argument("--token", default=None, help="train+admin token (default: $RLVR_ADMIN_TOKEN)")
     p.add_argument("--steps", type=arguments.non_negative_int, default=0, help="stop after N steps")
-    p.add_argument("--publish-every", type=arguments.positive_int, default=5)
+    p.add_argument("--publish-every", type=arguments.positive_int, default=10,
+                   help="steps between published candidates (each is gated)")
     p.add_argument("--group-size", type=arguments.positive_int, default=8)
     p.add_argument("--prompts-per-step", type=arguments.positive_int, default=8)
     p.add_argument("--lr", type=arguments.positive_float, default=1e-4)
@@ -357,7 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train LoRA adapters of this rank (peft) instead of all weights; "
                         "published as adapters when the server serves them (its "
                         "max_lora_rank), else merged into full weights")
-    p.add_argument("--max-sampling-rounds", type=arguments.positive_int, default=4,
+    p.add_argument("--max-sampling-rounds", type=arguments.positive_int, default=2,
                    help="dynamic sampling: rounds of groups per step until enough carry signal")
     p.add_argument("--poll-s", type=arguments.positive_float, default=1.0,
                    help="seconds between looks at the trace log when idle")

@@ -197,12 +197,12 @@ def plot_budget_curves(evals: dict[str, dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4))
-    for version, by_budget in evals.items():
+    for i, (version, by_budget) in enumerate(evals.items()):
         rows = sorted((v["mean_thinking_tokens"], v["accuracy"], b) for b, v in by_budget.items())
         ax.plot([r[0] for r in rows], [r[1] for r in rows], marker="o",
                 label=f"{'shipped model' if version == BASE_VERSION else 'after the demo'} "
                       f"({version}), Scaling {scaling(by_budget):.2f}/100 tokens")
-        for x, y, budget in rows:
+        for x, y, budget in rows if i == 0 else []:  # budget labels once, under the first line
             ax.annotate(budget, (x, y), textcoords="offset points", xytext=(3, -10), fontsize=7)
     ax.set(xlabel="mean thinking tokens used (budgets 0, 8, 16, 32, 64, unlimited)",
            ylabel="held-out accuracy (300 tasks, greedy)", ylim=(0, 1),

@@ -49,7 +49,7 @@ class TrainerConfig:
     prompts_per_step: int = 8
     lr: float = 1e-4
     temperature: float = 0.8
-    publish_every: int = 5
+    publish_every: int = 10           # steps between candidates (each costs a gate run)
     gate_tasks: int = 100             # held-out sample size for the promotion gate
     gate_tolerance: float = 0.02
     max_steps: int = 0                # 0 = run until stopped
@@ -58,7 +58,9 @@ class TrainerConfig:
     device: str = "auto"              # auto = cuda when available, else cpu
     threads: int = 0                  # torch CPU threads (0 = torch's default)
     pool_size: int = 512              # recent trainable prompts to sample groups from
-    max_sampling_rounds: int = 4      # dynamic sampling: rounds of groups per step at most
+    max_sampling_rounds: int = 2      # dynamic sampling: rounds of groups per step at most
+                                      # (4 rounds: 2x the samples per step for ~1.3x signal;
+                                      # on 2 shared cores more, cheaper steps learn faster)
     lora_rank: int = 0                # > 0: train LoRA adapters (peft) instead of all weights
     min_free_mb: int = 256            # pause while the state directory has less free space
     warmup_steps: int = 10            # linear lr warm-up of every new optimizer (Adam's first
