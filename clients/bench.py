@@ -26,6 +26,10 @@ class Round:
     ttfts: list[float]
     itls: list[float]  # per request: (last token - first token) / (tokens - 1), chunking-neutral
 
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens / self.seconds
+
 
 def timed(count: int, start: float, first: float) -> tuple[int, float, float]:
     """(tokens, time to first token, inter-token latency) of one finished request."""
@@ -35,10 +39,6 @@ def timed(count: int, start: float, first: float) -> tuple[int, float, float]:
 
 def _round(done: list[tuple[int, float, float]], seconds: float) -> Round:
     return Round(sum(d[0] for d in done), seconds, [d[1] for d in done], [d[2] for d in done])
-
-    @property
-    def tokens_per_s(self) -> float:
-        return self.tokens / self.seconds
 
 
 async def _bounded(coros, concurrency: int):

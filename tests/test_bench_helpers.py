@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from clients.bench_budget import BudgetRequest, control, make_requests
 
 
@@ -45,6 +47,17 @@ def test_inter_token_latency_is_per_token_whatever_the_chunking():
     start = time.perf_counter() - 1.0  # finished one second after it started
     count, ttft, itl = timed(11, start, 0.5)
     assert (count, ttft) == (11, 0.5) and abs(itl - 0.05) < 0.01  # 10 gaps in 0.5 s
+
+
+def test_serving_summary_pools_requests_and_takes_the_median_round():
+    from clients.bench import _round, summary
+
+    rounds = [_round([(100, 0.01 * k, 0.002 * k) for k in range(1, 101)], seconds)
+              for seconds in (2.0, 1.0, 4.0)]
+    s = summary("side", rounds)
+    assert s["tokens_per_s_median"] == 10000 / 2.0 and s["tokens_per_s_all"] == [5000, 10000, 2500]
+    assert s["ttft_median_s"] == pytest.approx(0.505) and s["ttft_p99_s"] == pytest.approx(1.0)
+    assert s["itl_median_s"] == pytest.approx(0.101) and s["itl_p99_s"] == pytest.approx(0.2)
 
 
 def test_scaling_is_the_mean_pairwise_slope_per_100_tokens():
