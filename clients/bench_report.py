@@ -115,7 +115,7 @@ def demo(r: dict) -> list[str]:
                  f"{v:.0f} s" if v is not None else "not reached"
                  for v in r["time_to_accuracy_s"].values())]
     if "final_eval" in r:
-        lines += ["", *budget_table(r["final_eval"], r.get("scaling", {}))]
+        lines += ["", *budget_table(r["final_eval"], r.get("scaling", {})), ""]
     for phase, s in r["latency"].items():
         lines.append(f"- user latency with training {phase}: p50 {s['latency_p50_s']:.2f} s, "
                      f"p99 {s['latency_p99_s']:.2f} s ({s['requests']} requests, "
