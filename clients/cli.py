@@ -246,12 +246,19 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from clients.bench_budget import run_control_benchmark
         report = run_control_benchmark(args.model, args.requests, args.concurrency)
     elif args.suite == "trl":
+        import importlib.util
+
         from clients import bench_trl
-        if not args.demo.is_file():
-            raise SystemExit(f"error: --demo {args.demo} does not exist: run `rlvr demo --out "
-                             f"{args.demo.parent}` first (the online side of the comparison)")
-        report = bench_trl.compare(bench_trl.run_trl(args.duration),
-                                   json.loads(args.demo.read_text()))
+        if importlib.util.find_spec("trl") is None:
+            raise CliError("the TRL comparison needs the `bench` extra: "
+                           ".venv/bin/pip install -e '.[cpu,bench]' (or `make bench`)")
+        try:
+            demo = json.loads(args.demo.read_text())
+            demo["curve"], demo["config"]["duration_s"]
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise CliError(f"--demo {args.demo}: not a `rlvr demo` result ({err}); run `rlvr "
+                           f"demo --out {args.demo.parent}` first (the online side)") from None
+        report = bench_trl.compare(bench_trl.run_trl(args.duration), demo)
         bench_trl.plot(report, (args.out or Path("trl.json")).with_suffix(".png"))
     elif args.suite == "swap":
         from clients.bench_swap import run_swap_benchmark

@@ -112,7 +112,8 @@ class Engine:
         start = time.perf_counter()
         async with self._swap_lock:
             self.lora = None  # requests sent during the reload run on the new weights alone
-            await self._reload(weights_dir, version)
+            if self.full_weights != version:  # else: back from an adapter to its base weights
+                await self._reload(weights_dir, version)
             self.weight_version = version
         return time.perf_counter() - start
 

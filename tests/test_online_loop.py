@@ -260,7 +260,7 @@ def test_lora_adapters_switch_in_the_live_engine_without_failing_requests(tmp_pa
         server.wait_ready()
         with Client(server.target, token=ADMIN_TOKEN) as admin:
             assert admin.model_info().max_lora_rank == 8
-            before = [admin.ask(p, budget=40, max_answer_tokens=8).weight_version for p in prompts]
+            before = [admin.ask(p, budget=40, max_answer_tokens=8) for p in prompts]
 
             async def promote_under_load():
                 async with AsyncClient(server.target, token=ADMIN_TOKEN) as client:
@@ -274,7 +274,8 @@ def test_lora_adapters_switch_in_the_live_engine_without_failing_requests(tmp_pa
             assert {r.weight_version for r in results} <= {"v0", "v1", "v0->v1"}
             after = [admin.ask(p, budget=40, max_answer_tokens=8, hide_thinking=False)
                      for p in prompts]
-        assert before == ["v0"] * 3 and all(r.weight_version == "v1" for r in after)
+        assert [r.weight_version for r in before] == ["v0"] * 3
+        assert all(r.weight_version == "v1" for r in after)
         same = sum(hf_greedy(merged, tokenizer, p).startswith(r.thinking[:24])
                    for p, r in zip(prompts, after))
         assert same >= 2, [(hf_greedy(merged, tokenizer, p), r.thinking) for p, r in
@@ -285,7 +286,11 @@ def test_lora_adapters_switch_in_the_live_engine_without_failing_requests(tmp_pa
                                          budgets=(64,)))
         assert report["failed"] == 0
         with Client(server.target, token=ADMIN_TOKEN) as admin:
-            admin.promote("v0")  # the trainer starts from the base; its adapters apply to it
+            back = admin.promote("v0")  # the trainer starts from the base; adapters apply to it
+            assert back.swap_seconds < 0.01  # the base weights never left: the adapter is dropped
+            again = [admin.ask(p, budget=40, max_answer_tokens=8) for p in prompts]
+            assert [(r.thinking, r.answer, r.weight_version) for r in again] == \
+                [(r.thinking, r.answer, r.weight_version) for r in before]
         trainer = Trainer(TrainerConfig(server=server.target, state_dir=server.state_dir,
                                         token=ADMIN_TOKEN, publish_every=2, prompts_per_step=4,
                                         group_size=6, gate_tasks=10, gate_tolerance=1.0,
