@@ -51,7 +51,8 @@ def test_config_layers_and_errors(tmp_path):
                          ("port = 99999\n", "port"), ("default_budget = 9000\n", "default_budget"),
                          ("max_n = 1.5\n", "max_n"), ("port = \n", "config file"),
                          ("train = 'maybe'\n", "train must be auto, on or off"),
-                         ("train_args = '--lr \"1e-4'\n", "train_args")]:
+                         ("train_args = '--lr \"1e-4'\n", "train_args"),
+                         ("max_lora_rank = 4\n", "max_lora_rank must be one of 0, 1, 8, 16")]:
         path.write_text(text)
         with pytest.raises(ConfigError, match=re.escape(needle)):
             load_config(path, env={})
