@@ -25,6 +25,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
     heldout = tasks.load_heldout(args.heldout)
     if args.limit:
         heldout = heldout[: args.limit]
+    if args.samples:
+        table = evaluate.pass_at_k(args.model, heldout, args.samples, args.temperature)
+        print(json.dumps({"model": str(args.model), "temperature": args.temperature,
+                          "samples": args.samples, "results": table}, indent=None if args.json
+                         else 2))
+        return 0
     results = evaluate.evaluate(args.model, heldout, args.budget)
     if args.card:
         n_params = json.loads((args.model / "training.json").read_text())["parameters"]
@@ -437,6 +443,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--heldout", type=Path, default=HELDOUT_PATH)
     p.add_argument("--limit", type=int, default=0, help="use only the first N held-out tasks")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--samples", type=arguments.positive_int, default=None,
+                   help="instead: pass@K and mean accuracy of K samples per task (unlimited "
+                        "thinking), i.e. what GRPO can sharpen")
+    p.add_argument("--temperature", type=arguments.non_negative_float, default=0.8,
+                   help="sampling temperature for --samples")
     p.add_argument("--card", action="store_true",
                    help="write README.md, eval.json and the plot into the model folder")
     p.set_defaults(func=cmd_eval)

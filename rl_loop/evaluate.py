@@ -98,3 +98,31 @@ def evaluate(model_dir: Path, tasks: list[Task], budgets: list[int | None]) -> d
         log.info("budget %s: total accuracy %.3f", budget_label(budget),
                  results[budget_label(budget)]["total"]["accuracy"])
     return results
+
+
+def pass_at_k(model_dir: Path, tasks: list[Task], k: int, temperature: float,
+              seed: int = 0) -> dict:
+    """`k` samples per task at `temperature` with unlimited thinking: per family the share of
+    tasks with at least one correct sample (pass@k, what GRPO can sharpen into greedy
+    accuracy) and the mean accuracy of the samples."""
+    from vllm import LLM, SamplingParams
+
+    from runtime.engine_args import engine_kwargs
+
+    llm = LLM(**engine_kwargs(model_dir))
+    tokenizer = llm.get_tokenizer()
+    think_end_id = tokenizer.convert_tokens_to_ids("</think>")
+    context = llm.llm_engine.model_config.max_model_len
+    prompts = [chat_prompt_ids(tokenizer, [{"role": "user", "content": t.prompt}]) for t in tasks]
+    params = [SamplingParams(n=k, temperature=temperature, seed=seed + i, skip_special_tokens=False,
+                             max_tokens=context - len(ids)) for i, ids in enumerate(prompts)]
+    outputs = llm.generate([{"prompt_token_ids": ids} for ids in prompts], params, use_tqdm=False)
+    groups: dict[str, list[tuple[bool, float]]] = defaultdict(list)
+    for task, output in zip(tasks, outputs):
+        hits = [numeric_equal(split_completion(list(c.token_ids), think_end_id, tokenizer).answer,
+                              task.answer) for c in output.outputs]
+        groups[task.family].append((any(hits), sum(hits) / len(hits)))
+    groups["total"] = [row for rows in list(groups.values()) for row in rows]
+    return {name: {"n": len(rows), f"pass@{k}": round(sum(p for p, _ in rows) / len(rows), 4),
+                   "mean_accuracy": round(sum(m for _, m in rows) / len(rows), 4)}
+            for name, rows in groups.items()}

@@ -41,3 +41,15 @@ def test_rlvr_eval_reproduces_the_card():
             assert got["accuracy"] == pytest.approx(row["accuracy"], abs=1e-9), (budget, family)
             assert got["mean_thinking_tokens"] == pytest.approx(row["mean_thinking_tokens"],
                                                                 abs=1e-9), (budget, family)
+
+
+@pytest.mark.engine
+def test_rlvr_eval_samples_reports_pass_at_k():
+    out = subprocess.run([sys.executable, "-m", "clients.cli", "eval", "--samples", "4",
+                          "--limit", "10", "--json"], cwd=REPO, capture_output=True, text=True,
+                         timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    report = json.loads(out.stdout)
+    total = report["results"]["total"]
+    assert (report["samples"], report["temperature"], total["n"]) == (4, 0.8, 10)
+    assert 0 < total["mean_accuracy"] <= total["pass@4"] <= 1  # some sample of 10 tasks is right
