@@ -77,8 +77,8 @@ def trl(r: dict) -> list[str]:
             + f" | {r['best'][key]:.3f} |"
             for name, key, side in (("TRL GRPOTrainer " + st["trl"], "trl", t),
                                     ("rlvr online loop (demo)", "online", o))]
-    return [f"Same model, tasks and held-out measurement (gate sample, greedy, unlimited "
-            f"thinking); group size {st['group_size']}, {st['prompts_per_step']} prompts per step, "
+    return [f"Same model, tasks and held-out measurement ({r.get('measured_on', 'gate sample')}, "
+            f"greedy, unlimited thinking); group size {st['group_size']}, {st['prompts_per_step']} prompts per step, "
             f"lr {st['lr']:g} ({st['warmup_steps']} warm-up steps), temperature "
             f"{st['temperature']}, {st['threads']} CPU threads. TRL ran {t['train_seconds']:.0f} s "
             "of training (evaluation off its clock), the online loop "
@@ -102,18 +102,20 @@ def budget_table(evals: dict[str, dict], scaling: dict[str, float]) -> list[str]
 
 
 def demo(r: dict) -> list[str]:
-    first, last = r["curve"][0], r["curve"][-1]
+    measure = r.get("measure", "accuracy")
+    where = ("full held-out set, 300 tasks" if measure == "heldout"
+             else "the gate's held-out sample, 100 tasks")
+    first, last = r["curve"][0], [p for p in r["curve"] if measure in p][-1]
     lines = [f"`rlvr demo` ({r['config']['duration_s']} s of traffic at {r['config']['rate']} "
              f"req/s, then {r['config']['paused_s']} s with training paused), "
              f"{len(r['curve']) - 1} versions promoted, {len(r['rejected'])} rejected.", "",
-             f"- held-out accuracy (gate sample, greedy): {first['version']} "
-             f"{first['accuracy'].get('unlimited', 0):.3f} -> {last['version']} "
-             f"{last['accuracy'].get('unlimited', 0):.3f} at unlimited thinking, "
-             f"{first['accuracy'].get('16', 0):.3f} -> {last['accuracy'].get('16', 0):.3f} at "
+             f"- held-out accuracy ({where}, greedy): {first['version']} "
+             f"{first[measure].get('unlimited', 0):.3f} -> {last['version']} "
+             f"{last[measure].get('unlimited', 0):.3f} at unlimited thinking, "
+             f"{first[measure].get('16', 0):.3f} -> {last[measure].get('16', 0):.3f} at "
              "a 16-token budget",
-             "- time to 80% / 90%: " + " / ".join(
-                 f"{v:.0f} s" if v is not None else "not reached"
-                 for v in r["time_to_accuracy_s"].values())]
+             f"- time to 80% / 90% ({where}): " + " / ".join(
+                 _seconds(v) for v in r["time_to_accuracy_s"].values())]
     if "final_eval" in r:
         lines += ["", *budget_table(r["final_eval"], r.get("scaling", {})), ""]
     for phase, s in r["latency"].items():

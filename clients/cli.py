@@ -260,7 +260,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
                            ".venv/bin/pip install -e '.[cpu,bench]' (or `make bench`)")
         try:
             demo = json.loads(args.demo.read_text())
-            demo["curve"], demo["config"]["duration_s"]
+            bench_trl.online_curve(demo), demo["config"]["duration_s"]
         except (OSError, ValueError, KeyError, TypeError) as err:
             raise CliError(f"--demo {args.demo}: not a `rlvr demo` result ({err}); run `rlvr "
                            f"demo --out {args.demo.parent}` first (the online side)") from None
@@ -396,7 +396,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("demo-run"), help="output folder")
     p.add_argument("--train-args", default="", help="extra `rlvr train` flags, one string")
     p.add_argument("--no-final-eval", dest="final_eval", action="store_false",
-                   help="skip scoring the first and last versions on the full held-out set")
+                   help="skip scoring the promoted versions on the full held-out set")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_demo)
 

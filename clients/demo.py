@@ -3,9 +3,11 @@
 Starts `rlvr serve` (which starts its trainer) on a fresh state directory, drives synthetic
 verified traffic (the embedded task families, mixed thinking budgets), and shows live every
 promoted version with its held-out accuracy at unlimited and at a tight thinking budget, next
-to the user latency. Then it pauses training for a while to measure latency without it,
-optionally scores the first and last versions on the full held-out set at every thinking budget
-(accuracy against thinking tokens, s1's Scaling), and writes the run as `demo.json`,
+to the user latency (live numbers are the promotion gate's: its 100-task held-out sample).
+Then it pauses training for a while to measure latency without it and, off the clock, scores
+every promoted version on the full held-out set (300 tasks) through vLLM: that curve gives
+the time to each target. The base and the last version are also scored at every thinking
+budget (accuracy against thinking tokens, s1's Scaling). The run is written as `demo.json`,
 `learning_curve.png` and `accuracy_vs_budget.png`.
 """
 
@@ -30,12 +32,15 @@ from rich.table import Table
 from clients.client import AsyncClient
 from clients.launch import ServerProcess
 from rl_loop.checkpoints import BASE_VERSION, CheckpointStore
+from rl_loop.evaluate import budget_label
 from rl_loop.traffic import Traffic, summarize
 
 log = logging.getLogger(__name__)
 
 TARGETS = (0.8, 0.9)
 LIVE_WINDOW_S = 60.0  # latency percentiles shown live are over this many recent seconds
+KEEP_EVERY_VERSION = "--keep-versions 1000000"  # every promoted version is scored afterwards
+CURVE_BUDGETS = (None, 16)  # the full held-out curve: unlimited thinking and a tight budget
 
 
 @dataclass
@@ -85,9 +90,12 @@ def curve(state_dir: Path, started_at: float) -> list[dict]:
     return sorted(points, key=lambda p: p["t_s"])
 
 
-def time_to(points: list[dict], target: float, budget: str = "unlimited") -> float | None:
-    """Seconds until the first promoted version at or above `target` (None: not reached)."""
-    return next((p["t_s"] for p in points if p["accuracy"].get(budget, 0.0) >= target), None)
+def time_to(points: list[dict], target: float, budget: str = "unlimited",
+            measure: str = "accuracy") -> float | None:
+    """Seconds until the first promoted version at or above `target` (None: not reached);
+    `measure` is "accuracy" (the gate sample) or "heldout" (the full held-out set)."""
+    return next((p["t_s"] for p in points if p.get(measure, {}).get(budget, 0.0) >= target),
+                None)
 
 
 def view(cfg: DemoConfig, phase: str, elapsed: float, traffic: Traffic, points: list[dict],
@@ -100,7 +108,8 @@ def view(cfg: DemoConfig, phase: str, elapsed: float, traffic: Traffic, points: 
                         f"(last {LIVE_WINDOW_S:.0f}s) | trainer step {status.get('step', 0)}, "
                         f"reward {status.get('mean_reward', 0):.2f}, "
                         f"rejected {status.get('rejected', 0)}")
-    for column in ("version", "promoted at", "step", "held-out (unlimited)", "held-out (16)"):
+    for column in ("version", "promoted at", "step", "gate sample (unlimited)",
+                   "gate sample (16)"):
         table.add_column(column, justify="right")
     for p in points[-12:]:
         table.add_row(p["version"], f"{p['t_s']:.0f}s", str(p["step"]),
@@ -109,7 +118,8 @@ def view(cfg: DemoConfig, phase: str, elapsed: float, traffic: Traffic, points: 
     return table
 
 
-def plot(points: list[dict], path: Path, title: str, end_s: float | None = None) -> None:
+def plot(points: list[dict], path: Path, title: str, end_s: float | None = None,
+         measure: str = "accuracy") -> None:
     """Accuracy per budget as steps over minutes; the last level is drawn on to `end_s`."""
     import matplotlib
 
@@ -117,17 +127,19 @@ def plot(points: list[dict], path: Path, title: str, end_s: float | None = None)
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4))
-    for budget in sorted({b for p in points for b in p["accuracy"]}, key=lambda b: b != "unlimited"):
-        xs = [p["t_s"] / 60 for p in points if budget in p["accuracy"]]
-        ys = [p["accuracy"][budget] for p in points if budget in p["accuracy"]]
+    points = [p for p in points if measure in p]
+    for budget in sorted({b for p in points for b in p[measure]}, key=lambda b: b != "unlimited"):
+        xs = [p["t_s"] / 60 for p in points if budget in p[measure]]
+        ys = [p[measure][budget] for p in points if budget in p[measure]]
         if end_s is not None and xs and end_s / 60 > xs[-1]:
             xs, ys = xs + [end_s / 60], ys + [ys[-1]]
         label = "unlimited thinking" if budget == "unlimited" else f"budget {budget} tokens"
         ax.step(xs, ys, where="post", marker="o", markersize=3, label=label)
     for target in TARGETS:
         ax.axhline(target, color="grey", linestyle=":", linewidth=1)
-    ax.set(xlabel="minutes of traffic", ylabel="held-out accuracy (greedy)", ylim=(0, 1),
-           title=title)
+    ylabel = ("held-out accuracy (300 tasks, greedy)" if measure == "heldout"
+              else "gate sample accuracy (100 held-out tasks, greedy)")
+    ax.set(xlabel="minutes of traffic", ylabel=ylabel, ylim=(0, 1), title=title)
     ax.legend(loc="best")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -165,19 +177,33 @@ async def _phase(cfg: DemoConfig, name: str, seconds: float, traffic: Traffic,
     return traffic.records[first:]
 
 
-def final_eval(state_dir: Path, version: str) -> dict:
-    """The base and `version` on the full held-out set through vLLM at every card budget:
-    {version: {budget: {"accuracy", "mean_thinking_tokens"}}}."""
+def score_versions(state_dir: Path, points: list[dict]) -> dict[str, dict]:
+    """Every point's version on the full held-out set through vLLM, in one engine: at
+    `CURVE_BUDGETS`, the base and the last version at every card budget. Adds each point's
+    "heldout" accuracy by budget; returns {version: {budget: total score}} for the base and
+    the last version (the final evaluation)."""
     from rl_loop import evaluate, tasks
     from rl_loop.tiny_model import MODEL_DIR
 
-    heldout = tasks.load_heldout()
+    store = CheckpointStore(state_dir)
     folders = {BASE_VERSION: MODEL_DIR}
-    if version != BASE_VERSION:
-        folders[version] = CheckpointStore(state_dir).verified_path(version)
-    return {name: {budget: table["total"] for budget, table in
-                   evaluate.evaluate(folder, heldout, list(evaluate.BUDGETS_FOR_CARD)).items()}
-            for name, folder in folders.items()}
+    for p in points:
+        manifest = store.manifest(p["version"]) if p["version"] != BASE_VERSION else {}
+        if manifest.get("pruned") or "adapter_base" in manifest:
+            log.warning("%s is not scored: %s", p["version"], "its weights were deleted"
+                        if manifest.get("pruned") else "an adapter (full weights only)")
+        elif p["version"] != BASE_VERSION:
+            folders[p["version"]] = store.verified_path(p["version"])
+    last = list(folders)[-1]
+    budgets = {v: list(evaluate.BUDGETS_FOR_CARD) if v in (BASE_VERSION, last)
+               else list(CURVE_BUDGETS) for v in folders}
+    scores = evaluate.evaluate_versions(folders, tasks.load_heldout(), budgets)
+    for p in points:
+        if p["version"] in scores:
+            p["heldout"] = {budget_label(b): scores[p["version"]][budget_label(b)]["total"]
+                            ["accuracy"] for b in CURVE_BUDGETS}
+    return {v: {b: table["total"] for b, table in scores[v].items()}
+            for v in dict.fromkeys((BASE_VERSION, last))}
 
 
 def scaling(by_budget: dict[str, dict]) -> float:
@@ -218,7 +244,8 @@ def run_demo(cfg: DemoConfig) -> dict:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the server on the way out
     token = secrets.token_urlsafe(16)
     server = ServerProcess(cfg.out_dir / f"run-{time.strftime('%Y%m%d-%H%M%S')}", train="on",
-                           train_args=cfg.train_args, admin_tokens=[token])
+                           train_args=f"{KEEP_EVERY_VERSION} {cfg.train_args}".strip(),
+                           admin_tokens=[token])
     console = Console(stderr=True)
     console.print(f"starting the server and its trainer (log: {server.log_path}) ...")
     try:
@@ -241,22 +268,29 @@ def run_demo(cfg: DemoConfig) -> dict:
     finally:
         server.stop()
     points = curve(server.state_dir, started_at)
+    if not points or points[0]["version"] != BASE_VERSION:
+        points.insert(0, {"version": BASE_VERSION, "t_s": 0.0, "step": 0, "accuracy": {}})
+    final = None
+    if cfg.final_eval:
+        console.print("scoring every promoted version on the full held-out set")
+        final = score_versions(server.state_dir, points)
+    measure = "heldout" if final else "accuracy"
     report = {"config": {k: str(v) for k, v in asdict(cfg).items()},
-              "state_dir": str(server.state_dir), "curve": points,
-              "time_to_accuracy_s": {str(t): time_to(points, t) for t in TARGETS},
+              "state_dir": str(server.state_dir), "curve": points, "measure": measure,
+              "time_to_accuracy_s": {str(t): time_to(points, t, measure=measure)
+                                     for t in TARGETS},
+              "time_to_gate_sample_accuracy_s": {str(t): time_to(points, t) for t in TARGETS},
               "rejected": [{"version": m["version"], "reason": m["reason"]}
                            for m in CheckpointStore(server.state_dir).versions()
                            if m["status"] == "rejected"],
               "latency": {"running": summarize(training), "paused": summarize(paused)},
               "peak_rss_mib": peak_rss}
-    if cfg.final_eval:
-        console.print("scoring the base and the last promoted version on the full held-out set")
-        report["final_eval"] = final_eval(server.state_dir,
-                                          CheckpointStore(server.state_dir).current())
-        report["scaling"] = {v: scaling(b) for v, b in report["final_eval"].items()}
-        plot_budget_curves(report["final_eval"], cfg.out_dir / "accuracy_vs_budget.png")
+    if final:
+        report["final_eval"] = final
+        report["scaling"] = {v: scaling(b) for v, b in final.items()}
+        plot_budget_curves(final, cfg.out_dir / "accuracy_vs_budget.png")
     (cfg.out_dir / "demo.json").write_text(json.dumps(report, indent=2))
     plot(points, cfg.out_dir / "learning_curve.png",
-         f"online GRPO from verified traffic ({cfg.rate:g} req/s)", end_s=cfg.duration_s)
+         f"online GRPO from verified traffic ({cfg.rate:g} req/s)", end_s=cfg.duration_s,
+         measure=measure)
     return report
-

@@ -87,16 +87,30 @@ def score(tasks: list[Task], completions: list[Completion]) -> dict:
 
 def evaluate(model_dir: Path, tasks: list[Task], budgets: list[int | None]) -> dict:
     """Run the held-out tasks at each budget; returns {budget label: score table}."""
+    return evaluate_versions({"model": model_dir}, tasks, {"model": budgets})["model"]
+
+
+def evaluate_versions(folders: dict[str, Path], tasks: list[Task],
+                      budgets: dict[str, list[int | None]]) -> dict[str, dict]:
+    """Score several checkpoints of one architecture in one engine, reloading the weights in
+    place between them (as a hot-swap does): {name: {budget label: score table}}."""
     from vllm import LLM
 
     from runtime.engine_args import engine_kwargs
 
-    llm = LLM(**engine_kwargs(model_dir))
-    results = {}
-    for budget in budgets:
-        results[budget_label(budget)] = score(tasks, generate(llm, tasks, budget))
-        log.info("budget %s: total accuracy %.3f", budget_label(budget),
-                 results[budget_label(budget)]["total"]["accuracy"])
+    llm, results = None, {}
+    for name, folder in folders.items():
+        if llm is None:
+            llm = LLM(**engine_kwargs(folder))
+        else:
+            llm.collective_rpc("reload_weights", kwargs={"weights_path": str(folder)})
+            llm.reset_prefix_cache()  # cached KV blocks were computed by the previous weights
+        results[name] = {}
+        for budget in budgets[name]:
+            table = score(tasks, generate(llm, tasks, budget))
+            results[name][budget_label(budget)] = table
+            log.info("%s, budget %s: total accuracy %.3f", name, budget_label(budget),
+                     table["total"]["accuracy"])
     return results
 
 

@@ -1,4 +1,4 @@
-"""The promotion gate's measurement: greedy held-out accuracy of a model at thinking budgets.
+"""The promotion gate's measurement: greedy accuracy of a model on validation tasks at budgets.
 
 Runs in the trainer with transformers, because a candidate is not served until it passes. A
 budget is enforced the way `rlvr eval` enforces it through vLLM's `thinking_token_budget`:
@@ -12,7 +12,7 @@ import torch
 from transformers import LogitsProcessor, LogitsProcessorList
 
 from rl_loop.evaluate import ANSWER_TOKENS, budget_label
-from rl_loop.tasks import Task, load_heldout
+from rl_loop.tasks import FAMILIES, Task, build_validation
 from runtime.verifiers.numeric import numeric_equal
 
 REPORT_BUDGETS: tuple[int | None, ...] = (None, 16)  # None = unlimited (the gate's budget)
@@ -35,12 +35,9 @@ class ForceThinkEnd(LogitsProcessor):
 
 
 def gate_sample(n: int) -> list[Task]:
-    """The first n // families held-out tasks of every family (the same sample every time)."""
-    per_family: dict[str, list[Task]] = {}
-    for task in load_heldout():
-        per_family.setdefault(task.family, []).append(task)
-    k = max(1, n // len(per_family))
-    return [t for family in per_family.values() for t in family[:k]]
+    """n // families validation tasks per family (the same sample every time; disjoint from
+    training and from the reported held-out set)."""
+    return build_validation(max(1, n // len(FAMILIES)))
 
 
 @torch.no_grad()

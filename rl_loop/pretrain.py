@@ -28,7 +28,7 @@ from runtime.budget import DEFAULT_CONTINUATION, DEFAULT_WRAP_UP
 
 log = logging.getLogger(__name__)
 
-SHIPPED_STEPS = 1000
+SHIPPED_STEPS = 3000
 CONVERGED_STEPS = 6000
 
 

@@ -255,15 +255,17 @@ def sample_task(rng: random.Random, family: str, split: str = "train") -> Task:
             return task
 
 
-def build_heldout(seed: int = 1234, per_family: int = 60) -> list[Task]:
-    """The fixed held-out set: `per_family` distinct held-out-bucket tasks per family."""
+def build_heldout(seed: int = 1234, per_family: int = 60,
+                  exclude: frozenset[str] = frozenset()) -> list[Task]:
+    """The fixed held-out set: `per_family` distinct held-out-bucket tasks per family, none of
+    whose prompts is in `exclude`."""
     rng = random.Random(seed)
     tasks: list[Task] = []
     for family in FAMILIES:
         seen: set[str] = set()
         while len(seen) < per_family:
             task = sample_task(rng, family, split="heldout")
-            if task.prompt not in seen:
+            if task.prompt not in seen and task.prompt not in exclude:
                 seen.add(task.prompt)
                 tasks.append(task)
     return tasks
@@ -276,3 +278,9 @@ def load_heldout(path: Path = HELDOUT_PATH) -> list[Task]:
     """Read the committed held-out JSONL file."""
     with open(path) as f:
         return [Task(**json.loads(line)) for line in f if line.strip()]
+
+
+def build_validation(per_family: int, seed: int = 4321) -> list[Task]:
+    """Held-out-bucket tasks outside the committed held-out set, for choosing between versions
+    (the promotion gate), so the reported held-out numbers never pick what gets promoted."""
+    return build_heldout(seed, per_family, frozenset(t.prompt for t in load_heldout()))

@@ -87,18 +87,26 @@ def test_trl_reward_reads_the_answer_after_the_think_token_ids():
 
 
 def test_trl_comparison_times_and_ratios():
+    import pytest
+
     from clients.bench_trl import compare
 
     trl = {"curve": [{"t_s": 0, "accuracy": 0.5}, {"t_s": 100, "accuracy": 0.82},
                      {"t_s": 200, "accuracy": 0.91}],
            "time_to_accuracy_s": {"0.8": 100, "0.9": 200}}
-    demo = {"config": {"duration_s": "900"},
-            "curve": [{"t_s": 0, "step": 0, "accuracy": {"unlimited": 0.5}},
-                      {"t_s": 50, "step": 5, "accuracy": {"unlimited": 0.85, "16": 0.2}}]}
+    demo = {"config": {"duration_s": "900"}, "measure": "heldout",
+            "curve": [{"t_s": 0, "step": 0, "accuracy": {"unlimited": 0.9},
+                       "heldout": {"unlimited": 0.5}},
+                      {"t_s": 20, "step": 2, "accuracy": {"unlimited": 0.9}},  # not scored
+                      {"t_s": 50, "step": 5, "accuracy": {"unlimited": 0.8},
+                       "heldout": {"unlimited": 0.87, "16": 0.2}}]}
     result = compare(trl, demo)
-    assert result["online"]["time_to_accuracy_s"] == {"0.6": 50, "0.65": 50, "0.7": 50,
-                                                      "0.8": 50, "0.9": None}
+    assert result["online"]["time_to_accuracy_s"] == {"0.8": 50, "0.86": 50, "0.88": None,
+                                                      "0.9": None}
     assert result["trl"]["time_to_accuracy_s"]["0.9"] == 200
     assert result["time_ratio_online_over_trl"]["0.8"] == 0.5
     assert result["time_ratio_online_over_trl"]["0.9"] is None
-    assert result["best"] == {"trl": 0.91, "online": 0.85}
+    assert result["best"] == {"trl": 0.91, "online": 0.87}
+    assert result["measured_on"] == "full held-out set, 300 tasks"
+    with pytest.raises(ValueError, match="full held-out"):  # a gate-sample-only demo run
+        compare(trl, demo | {"measure": "accuracy"})

@@ -29,6 +29,9 @@ def test_curve_has_the_base_then_promoted_versions_in_time_order(tmp_path):
         [("v0", 0.0, 0), ("v1", 60.0, 5), ("v3", 120.0, 15)]
     assert time_to(points, 0.8) == 120.0 and time_to(points, 0.9) is None
     assert time_to(points, 0.2, budget="16") == 60.0
+    points[2]["heldout"] = {"unlimited": 0.81}  # the full held-out set, scored afterwards
+    assert time_to(points, 0.8, measure="heldout") == 120.0
+    assert time_to(points, 0.5, measure="heldout") == 120.0  # v0, v1 not scored: not counted
 
     plot(points, tmp_path / "curve.png", "test")
     assert (tmp_path / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -54,3 +57,33 @@ def test_rss_by_role_sums_the_process_tree():
         child.kill()
         child.wait()
     assert rss_by_role(child.pid) == {}
+
+
+def test_score_versions_scores_every_loadable_promoted_version(tmp_path, monkeypatch):
+    """Full held-out scoring after the run: one engine call with every promoted version that
+    still has full weights; the base and the last at every card budget."""
+    from clients import demo
+    from rl_loop import evaluate
+
+    store = CheckpointStore(tmp_path)
+    for version, extra in (("v1", {}), ("v2", {"pruned": True}), ("v3", {})):
+        publish(store, version, 1, {"unlimited": 0.5}, status="promoted", promoted_at=1.0, **extra)
+    store.publish(lambda folder: (folder / "adapter_model.safetensors").write_bytes(b"a"), "v4",
+                  parent="v3", step=2, metrics={}, adapter_base="v3")
+    calls = []
+
+    def fake(folders, tasks, budgets):
+        calls.append((dict(folders), budgets))
+        return {v: {evaluate.budget_label(b): {"total": {"accuracy": 0.1 * i, "n": 300}}
+                    for b in budgets[v]} for i, v in enumerate(folders)}
+    monkeypatch.setattr(evaluate, "evaluate_versions", fake)
+    points = [{"version": v, "t_s": float(i)} for i, v in enumerate(("v0", "v1", "v2", "v3", "v4"))]
+    final = demo.score_versions(tmp_path, points)
+    folders, budgets = calls[0]
+    assert list(folders) == ["v0", "v1", "v3"] and folders["v1"] == store.path("v1")
+    assert budgets["v1"] == [None, 16] and budgets["v0"] == budgets["v3"] == \
+        list(evaluate.BUDGETS_FOR_CARD)
+    assert [p.get("heldout") for p in points] == [
+        {"unlimited": 0.0, "16": 0.0}, {"unlimited": 0.1, "16": 0.1}, None,
+        {"unlimited": 0.2, "16": 0.2}, None]
+    assert list(final) == ["v0", "v3"] and final["v3"]["unlimited"] == {"accuracy": 0.2, "n": 300}

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import random
 import signal
 import sqlite3
 import threading
@@ -17,7 +16,7 @@ import torch
 
 from clients.client import AsyncClient, Client
 from rl_loop.checkpoints import CheckpointStore
-from rl_loop.tasks import sample_task
+from rl_loop.tasks import reference_for
 from rl_loop.tiny_model import MODEL_DIR, chat_prompt_ids
 from rl_loop.trainer import Trainer, TrainerConfig
 from rl_loop.traffic import Traffic, run_traffic
@@ -70,19 +69,24 @@ def test_traffic_trains_publishes_gates_and_swaps(server):
         assert admin.list_versions().current == "v0"
 
 
+# training-split comparisons the shipped model gets right in only ~30% / ~70% of samples at
+# temperature 0.8 (measured with transformers' sampling): room for the reward to rise
+SHAKY_COMPARISONS = ["Which is bigger, 47.2 or 47.528?", "Which is bigger, 54.9 or 53.7?",
+                     "Which is bigger, 73.2244 or 73.9333?", "Which is bigger, 76.5 or 76.2?"]
+
+
 def test_mean_reward_rises_on_an_easy_family(server):
     """GRPO through the real server on four fixed decimal comparisons: the served version's
     sampled reward on them goes up (the trainer's pool is pinned to those prompts)."""
-    rng = random.Random(11)
-    prompts = [sample_task(rng, "cmp") for _ in range(4)]
+    prompts = SHAKY_COMPARISONS
     cfg = TrainerConfig(server=server.target, state_dir=server.state_dir, token=ADMIN_TOKEN,
                         publish_every=4, prompts_per_step=4, group_size=8, lr=3e-4,
                         gate_tasks=10, gate_tolerance=1.0, poll_s=0.2, max_sampling_rounds=1)
     trainer = Trainer(cfg)
     trainer.read_traces = lambda: None  # learn from the four prompts only
     trainer.pool.clear()
-    trainer.pool.extend((t.prompt, {"kind": t.verifier, "reference": t.answer}, None)
-                        for t in prompts)
+    trainer.pool.extend((prompt, {"kind": "numeric", "reference": reference_for(prompt)}, None)
+                        for prompt in prompts)
     trainer.cfg.max_steps = trainer.step + 24
 
     async def served_reward() -> float:
@@ -100,7 +104,7 @@ def test_mean_reward_rises_on_an_easy_family(server):
         after = asyncio.run(served_reward())
         assert after >= before + 0.15, (before, after)
         with Client(server.target, token=ADMIN_TOKEN) as admin:
-            assert admin.ask(prompts[0].prompt, budget=64).weight_version == trainer.version
+            assert admin.ask(prompts[0], budget=64).weight_version == trainer.version
     finally:
         with Client(server.target, token=ADMIN_TOKEN) as admin:
             admin.promote("v0")  # leave the shared server on the base model

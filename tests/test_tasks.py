@@ -76,6 +76,17 @@ def test_heldout_is_disjoint_from_training():
             assert prompt not in heldout
 
 
+def test_gate_sample_is_validation_data_outside_the_reported_heldout_set():
+    from rl_loop.gate import gate_sample
+
+    sample = gate_sample(100)
+    assert sample == gate_sample(100) and len({t.prompt for t in sample}) == 100
+    assert {f: sum(t.family == f for t in sample) for f in tasks.FAMILIES} == \
+        dict.fromkeys(tasks.FAMILIES, 20)
+    assert all(tasks.is_heldout(t.prompt) for t in sample)  # never drawn for training
+    assert not {t.prompt for t in sample} & {t.prompt for t in tasks.load_heldout()}
+
+
 def test_training_examples_come_only_from_the_train_split():
     from rl_loop import pretrain
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from rl_loop.tasks import add_trace
 from rl_loop.tiny_model import chat_prompt_ids
 from rl_loop.trainer import Sample, Trainer, TrainerConfig
 
@@ -15,7 +16,7 @@ def groups_for(trainer: Trainer) -> list[list[Sample]]:
     prompt = chat_prompt_ids(tok, [{"role": "user", "content": "What is 12+34?"}])
 
     def sample(answer: str, reward: float) -> Sample:
-        ids = tok("2+4=6", add_special_tokens=False)["input_ids"] + \
+        ids = tok(add_trace(12, 34)[0], add_special_tokens=False)["input_ids"] + \
             [trainer.think_end_id] + tok(answer, add_special_tokens=False)["input_ids"] + \
             [trainer.eos_id]
         return Sample(prompt, ids, [1] * len(ids), reward, "v0")
