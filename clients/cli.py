@@ -354,9 +354,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=arguments.positive_float, default=0.8,
                    help="sampling temperature of the groups")
     p.add_argument("--gate-tasks", type=arguments.positive_int, default=100,
-                   help="held-out tasks the promotion gate scores")
+                   help="validation tasks the promotion gate scores (outside the held-out set)")
     p.add_argument("--gate-tolerance", type=float, default=0.02,
-                   help="promote when held-out accuracy >= served accuracy - this")
+                   help="promote when validation accuracy >= served accuracy - this")
     p.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda[:N]")
     p.add_argument("--threads", type=arguments.non_negative_int, default=0,
                    help="torch CPU threads (0 = torch's default)")
@@ -425,7 +425,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="trl: learning efficiency vs TRL's GRPOTrainer (needs the `bench` extra "
                         "and a demo run); report: render docs/benchmarks.md from docs/bench/*.json")
     p.add_argument("--duration", type=arguments.positive_float, default=900.0,
-                   help="trl: seconds of TRL training (stops early at 90%% held-out)")
+                   help="trl: seconds of TRL training")
     p.add_argument("--demo", type=Path, default=Path("docs/bench/demo/demo.json"),
                    help="trl: the online side, a `rlvr demo` result")
     p.add_argument("--swaps", type=arguments.positive_int, default=5, help="swap: versions promoted")

@@ -6,7 +6,7 @@ size, low priority, verified by the runtime's own verifiers) and `Admin.Promote`
 
 One step: take up to `prompts_per_step` recent trainable prompts, sample a group for each with
 the thinking budget the user asked for, drop groups whose rewards are all equal, and take one
-GRPO step on the rest. Every `publish_every` steps: publish a checkpoint, gate it on a held-out
+GRPO step on the rest. Every `publish_every` steps: publish a checkpoint, gate it on a validation
 sample against the served version, and promote it (hot-swap) or mark it rejected.
 """
 
@@ -50,7 +50,7 @@ class TrainerConfig:
     lr: float = 1e-4
     temperature: float = 0.8
     publish_every: int = 10           # steps between candidates (each costs a gate run)
-    gate_tasks: int = 100             # held-out sample size for the promotion gate
+    gate_tasks: int = 100             # validation tasks the promotion gate scores
     gate_tolerance: float = 0.02
     max_steps: int = 0                # 0 = run until stopped
     poll_s: float = 1.0
@@ -282,7 +282,7 @@ class Trainer:
                                  trace_range=(0, self.cursor), metrics=metrics,
                                  adapter_base=self.policy.base_version)
         if candidate[decisive] + 1e-9 < bar - self.cfg.gate_tolerance:
-            reason = (f"gate: held-out accuracy {candidate[decisive]:.3f} < {bar:.3f} - "
+            reason = (f"gate: validation accuracy {candidate[decisive]:.3f} < {bar:.3f} - "
                       f"{self.cfg.gate_tolerance} (served {self.version}: "
                       f"{baseline[decisive]:.3f}, best promoted: {bar:.3f})")
             self.checkpoints.set_status(version, "rejected", reason)
@@ -295,7 +295,7 @@ class Trainer:
         self.accuracy[version] = candidate
         self.stats["promoted"] += 1
         self.stats["swap_ms"] = round(1000 * swap.swap_seconds, 2)
-        return f"{version} promoted (held-out {candidate} vs {baseline})"
+        return f"{version} promoted (validation {candidate} vs {baseline})"
 
     def disk_full(self) -> bool:
         return shutil.disk_usage(self.cfg.state_dir).free < self.cfg.min_free_mb * 2**20

@@ -111,8 +111,8 @@ class TrainingCollector:
         for key, (name, text) in TRAINER_COUNTERS.items():
             if isinstance(status.get(key), (int, float)):
                 yield CounterMetricFamily(name, text, value=status[key])
-        accuracy = GaugeMetricFamily("rlvr_heldout_accuracy", "Greedy held-out accuracy (gate "
-                                     "sample) per weight version and thinking budget",
+        accuracy = GaugeMetricFamily("rlvr_heldout_accuracy", "Greedy accuracy on the gate's "
+                                     "validation tasks per weight version and thinking budget",
                                      labels=["version", "budget"])
         versions = GaugeMetricFamily("rlvr_versions", "Published versions by gate outcome",
                                      labels=["status"])
