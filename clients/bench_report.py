@@ -81,13 +81,19 @@ def trl(r: dict) -> list[str]:
             f"greedy, unlimited thinking); group size {st['group_size']}, {st['prompts_per_step']} prompts per step, "
             f"lr {st['lr']:g} ({st['warmup_steps']} warm-up steps), temperature "
             f"{st['temperature']}, {st['threads']} CPU threads. TRL ran {t['train_seconds']:.0f} s "
-            "of training (evaluation off its clock), the online loop "
+            "of training (weight snapshots off its clock), the online loop "
             f"{o['duration_s']:.0f} s of traffic while serving it.", "",
             "| trainer | " + " | ".join(f"time to {float(k):.0%}" for k in levels)
             + " | best held-out |", "|---" * (len(levels) + 2) + "|", *rows,
             "", "Time ratio online/TRL (<= 1.0 is parity): " + ", ".join(
-                f"{float(k):.0%}: {v if v is not None else 'n/a (not both reached)'}"
+                f"{float(k):.0%}: {_ratio(v, t['time_to_accuracy_s'][k], o['time_to_accuracy_s'][k])}"
                 for k, v in r["time_ratio_online_over_trl"].items())]
+
+
+def _ratio(ratio: float | None, trl_s: float | None, online_s: float | None) -> str:
+    if ratio is not None:
+        return f"{ratio:g}"
+    return "both from the start" if trl_s == online_s == 0 else "n/a (not both reached)"
 
 
 def budget_table(evals: dict[str, dict], scaling: dict[str, float]) -> list[str]:
@@ -111,7 +117,8 @@ def demo(r: dict) -> list[str]:
              f"{len(r['curve']) - 1} versions promoted, {len(r['rejected'])} rejected.", "",
              f"- held-out accuracy ({where}, greedy): {first['version']} "
              f"{first[measure].get('unlimited', 0):.3f} -> {last['version']} "
-             f"{last[measure].get('unlimited', 0):.3f} at unlimited thinking, "
+             f"{last[measure].get('unlimited', 0):.3f} at unlimited thinking (best "
+             f"{max(p[measure].get('unlimited', 0) for p in r['curve'] if measure in p):.3f}), "
              f"{first[measure].get('16', 0):.3f} -> {last[measure].get('16', 0):.3f} at "
              "a 16-token budget",
              f"- time to 80% / 90% ({where}): " + " / ".join(

@@ -120,6 +120,7 @@ def run_trl(duration_s: float, eval_every: int = 10, out_dir: Path | None = None
                           train_dataset=Dataset.from_list(training_prompts(20_000, seed)),
                           args=config, callbacks=[clock := Clock()])
     trainer.train()
+    train_seconds = round(clock.elapsed(), 1)
     folders = {"step-0": MODEL_DIR} | {f"step-{s['step']}": s["path"] for s in snapshots}
     scores = evaluate_versions(folders, tasks.load_heldout(), {name: [None] for name in folders})
     curve = [{"step": s["step"], "t_s": s["t_s"],
@@ -129,7 +130,7 @@ def run_trl(duration_s: float, eval_every: int = 10, out_dir: Path | None = None
                          "lr": LR, "warmup_steps": WARMUP_STEPS, "temperature": TEMPERATURE,
                          "threads": threads, "eval_every_steps": eval_every,
                          "trl": __import__("trl").__version__},
-            "curve": curve, "train_seconds": round(clock.elapsed(), 1),
+            "curve": curve, "train_seconds": train_seconds,
             "time_to_accuracy_s": {str(t): time_to(curve, t) for t in TARGETS}}
 
 
