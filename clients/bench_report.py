@@ -78,7 +78,8 @@ def trl(r: dict) -> list[str]:
             for name, key, side in (("TRL GRPOTrainer " + st["trl"], "trl", t),
                                     ("rlvr online loop (demo)", "online", o))]
     return [f"Same model, tasks and held-out measurement ({r.get('measured_on', 'gate sample')}, "
-            f"greedy, unlimited thinking); group size {st['group_size']}, {st['prompts_per_step']} prompts per step, "
+            f"greedy, unlimited thinking); group size {st['group_size']}, "
+            f"{st['prompts_per_step']} prompts per step, "
             f"lr {st['lr']:g} ({st['warmup_steps']} warm-up steps), temperature "
             f"{st['temperature']}, {st['threads']} CPU threads. TRL ran {t['train_seconds']:.0f} s "
             "of training (weight snapshots off its clock), the online loop "
@@ -86,7 +87,8 @@ def trl(r: dict) -> list[str]:
             "| trainer | " + " | ".join(f"time to {float(k):.0%}" for k in levels)
             + " | best held-out |", "|---" * (len(levels) + 2) + "|", *rows,
             "", "Time ratio online/TRL (<= 1.0 is parity): " + ", ".join(
-                f"{float(k):.0%}: {_ratio(v, t['time_to_accuracy_s'][k], o['time_to_accuracy_s'][k])}"
+                f"{float(k):.0%}: "
+                f"{_ratio(v, t['time_to_accuracy_s'][k], o['time_to_accuracy_s'][k])}"
                 for k, v in r["time_ratio_online_over_trl"].items())]
 
 
@@ -110,7 +112,7 @@ def budget_table(evals: dict[str, dict], scaling: dict[str, float]) -> list[str]
 def demo(r: dict) -> list[str]:
     measure = r.get("measure", "accuracy")
     where = ("full held-out set, 300 tasks" if measure == "heldout"
-             else "the gate's held-out sample, 100 tasks")
+             else "the gate's 100 validation tasks")
     first, last = r["curve"][0], [p for p in r["curve"] if measure in p][-1]
     lines = [f"`rlvr demo` ({r['config']['duration_s']} s of traffic at {r['config']['rate']} "
              f"req/s, then {r['config']['paused_s']} s with training paused), "

@@ -2,9 +2,9 @@
 
 Both sides start from the shipped tiny reasoner and are measured the same way: greedy accuracy
 on the full held-out set (300 tasks, unlimited thinking, scored through vLLM after the run from
-saved weights) against wall-clock seconds. Shared settings: group size 8, 8 prompts per step, learning rate 1e-4 with
-a 10-step linear warm-up then constant, sampling temperature 0.8, token-level loss with clip
-0.2 / 0.28 and no KL, 2 CPU threads. TRL is configured as its docs recommend for CPU
+saved weights) against wall-clock seconds. Shared settings: group size 8, 8 prompts per step,
+learning rate 1e-4 with a 10-step linear warm-up then constant, sampling temperature 0.8,
+token-level loss with clip 0.2 / 0.28 and no KL, 2 CPU threads. TRL is configured as its docs recommend for CPU
 (`use_cpu=True`, no bf16/fp16, no vLLM: generation runs in transformers), trains offline on
 training-split prompts with both cores to itself, and gets its snapshot time off the clock.
 Its completions are decoded with special tokens stripped, so the reward reads the token ids:
@@ -149,8 +149,9 @@ def compare(trl: dict, demo: dict) -> dict:
     ours_to = {str(t): time_to(ours, t) for t in LEVELS}
     trl_to = {str(t): time_to(trl["curve"], t) for t in LEVELS}
     trl = trl | {"time_to_accuracy_s": trl_to}
-    return {"measured_on": MEASURED_ON, "trl": trl, "online": {"curve": ours, "time_to_accuracy_s": ours_to,
-                                   "duration_s": float(demo["config"]["duration_s"])},
+    return {"measured_on": MEASURED_ON, "trl": trl,
+            "online": {"curve": ours, "time_to_accuracy_s": ours_to,
+                       "duration_s": float(demo["config"]["duration_s"])},
             "time_ratio_online_over_trl": {
                 t: (round(ours_to[t] / trl_to[t], 3) if ours_to[t] and trl_to[t] else None)
                 for t in ours_to},

@@ -3,7 +3,7 @@
 Starts `rlvr serve` (which starts its trainer) on a fresh state directory, drives synthetic
 verified traffic (the embedded task families, mixed thinking budgets), and shows live every
 promoted version with its held-out accuracy at unlimited and at a tight thinking budget, next
-to the user latency (live numbers are the promotion gate's: its 100-task held-out sample).
+to the user latency (live numbers are the promotion gate's: 100 validation tasks).
 Then it pauses training for a while to measure latency without it and, off the clock, scores
 every promoted version on the full held-out set (300 tasks) through vLLM: that curve gives
 the time to each target. The base and the last version are also scored at every thinking
@@ -93,7 +93,7 @@ def curve(state_dir: Path, started_at: float) -> list[dict]:
 def time_to(points: list[dict], target: float, budget: str = "unlimited",
             measure: str = "accuracy") -> float | None:
     """Seconds until the first promoted version at or above `target` (None: not reached);
-    `measure` is "accuracy" (the gate sample) or "heldout" (the full held-out set)."""
+    `measure`: "accuracy" (the gate's validation tasks) or "heldout" (the held-out set)."""
     return next((p["t_s"] for p in points if p.get(measure, {}).get(budget, 0.0) >= target),
                 None)
 
@@ -138,7 +138,7 @@ def plot(points: list[dict], path: Path, title: str, end_s: float | None = None,
     for target in TARGETS:
         ax.axhline(target, color="grey", linestyle=":", linewidth=1)
     ylabel = ("held-out accuracy (300 tasks, greedy)" if measure == "heldout"
-              else "gate sample accuracy (100 held-out tasks, greedy)")
+              else "gate accuracy (100 validation tasks, greedy)")
     ax.set(xlabel="minutes of traffic", ylabel=ylabel, ylim=(0, 1), title=title)
     ax.legend(loc="best")
     fig.tight_layout()
