@@ -11,7 +11,8 @@ import sys
 from pathlib import Path
 
 from clients import arguments
-from rl_loop.tiny_model import MODEL_DIR
+from rl_loop import trainer_config
+from runtime.config import MODEL_DIR
 
 
 class CliError(Exception):
@@ -125,28 +126,32 @@ def cmd_ask(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     """The online GRPO trainer, standalone (talks to the server at --server)."""
     import asyncio
+    import dataclasses
 
-    from rl_loop.trainer import Trainer, TrainerConfig
-
+    from clients.client import Client, RlvrError
+    from rl_loop.trainer import Trainer
     from runtime.trainer_process import TOKEN_ENV
 
-    token = args.token or os.environ.get(TOKEN_ENV) or os.environ.get("RLVR_ADMIN_TOKEN") \
+    cfg = trainer_config.from_args(args)
+    token = cfg.token or os.environ.get(TOKEN_ENV) or os.environ.get("RLVR_ADMIN_TOKEN") \
         or os.environ.get("RLVR_TOKEN")
-    if args.tls_ca is not None and not args.tls_ca.is_file():
-        raise CliError(f"--tls-ca: no such file {args.tls_ca}")
-    if args.device not in ("auto", "cpu") and not args.device.startswith("cuda"):
-        raise CliError(f"--device must be auto, cpu or cuda[:N], got {args.device!r}")
-    cfg = TrainerConfig(server=args.server, state_dir=args.state_dir, token=token,
-                        root_cert=args.tls_ca, max_steps=args.steps,
-                        publish_every=args.publish_every, group_size=args.group_size,
-                        prompts_per_step=args.prompts_per_step, lr=args.lr,
-                        temperature=args.temperature, gate_tasks=args.gate_tasks,
-                        gate_tolerance=args.gate_tolerance, device=args.device,
-                        threads=args.threads, poll_s=args.poll_s,
-                        max_sampling_rounds=args.max_sampling_rounds, lora_rank=args.lora_rank,
-                        warmup_steps=args.warmup_steps, min_free_mb=args.min_free_mb,
-                        keep_versions=args.keep_versions)
-    asyncio.run(Trainer(cfg).run())
+    if cfg.root_cert is not None and not cfg.root_cert.is_file():
+        raise CliError(f"--tls-ca: no such file {cfg.root_cert}")
+    if cfg.device not in ("auto", "cpu") and not cfg.device.startswith("cuda"):
+        raise CliError(f"--device must be auto, cpu or cuda[:N], got {cfg.device!r}")
+    base = cfg.base_model
+    if base is None:  # the served model, as the server reports it
+        root_cert = cfg.root_cert.read_bytes() if cfg.root_cert else None
+        try:
+            with Client(cfg.server, token=token, tls=bool(root_cert), root_cert=root_cert) as c:
+                base = Path(c.model_info().model_path)
+        except RlvrError as err:
+            raise CliError(f"--base-model not given and {cfg.server} did not say which model "
+                           f"it serves: {err}") from None
+    if not (base / "config.json").is_file():
+        raise CliError(f"--base-model: {base} is not a model folder on this machine (no "
+                       "config.json); give the served model's folder")
+    asyncio.run(Trainer(dataclasses.replace(cfg, token=token, base_model=base)).run())
     return 0
 
 
@@ -342,41 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_ask)
 
     p = sub.add_parser("train", help="run the online GRPO trainer against a server")
-    p.add_argument("--server", default="localhost:50051")
-    p.add_argument("--state-dir", type=Path, default=Path("state"))
-    p.add_argument("--token", default=None, help="train+admin token (default: $RLVR_ADMIN_TOKEN)")
-    p.add_argument("--steps", type=arguments.non_negative_int, default=0, help="stop after N steps")
-    p.add_argument("--publish-every", type=arguments.positive_int, default=10,
-                   help="steps between published candidates (each is gated)")
-    p.add_argument("--group-size", type=arguments.positive_int, default=8)
-    p.add_argument("--prompts-per-step", type=arguments.positive_int, default=8)
-    p.add_argument("--lr", type=arguments.positive_float, default=1e-4)
-    p.add_argument("--temperature", type=arguments.positive_float, default=0.8,
-                   help="sampling temperature of the groups")
-    p.add_argument("--gate-tasks", type=arguments.positive_int, default=100,
-                   help="validation tasks the promotion gate scores (outside the held-out set)")
-    p.add_argument("--gate-tolerance", type=float, default=0.02,
-                   help="promote when validation accuracy >= served accuracy - this")
-    p.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda[:N]")
-    p.add_argument("--threads", type=arguments.non_negative_int, default=0,
-                   help="torch CPU threads (0 = torch's default)")
-    p.add_argument("--min-free-mb", type=arguments.non_negative_int, default=256,
-                   help="pause while the state directory has less free space (MiB)")
-    p.add_argument("--keep-versions", type=arguments.positive_int, default=8,
-                   help="retention: keep the weights of the newest N versions and of the last N "
-                        "promoted (rollback targets); older ones keep only their manifest")
-    p.add_argument("--warmup-steps", type=arguments.non_negative_int, default=10,
-                   help="linear lr warm-up of every new optimizer (start, after a rejection)")
-    p.add_argument("--lora-rank", type=arguments.non_negative_int, default=0,
-                   help="train LoRA adapters of this rank (peft) instead of all weights; "
-                        "published as adapters when the server serves them (its "
-                        "max_lora_rank), else merged into full weights")
-    p.add_argument("--max-sampling-rounds", type=arguments.positive_int, default=2,
-                   help="dynamic sampling: rounds of groups per step until enough carry signal")
-    p.add_argument("--poll-s", type=arguments.positive_float, default=1.0,
-                   help="seconds between looks at the trace log when idle")
-    p.add_argument("--tls-ca", type=Path, default=None,
-                   help="PEM certificate to trust when the server uses TLS")
+    trainer_config.add_arguments(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("traffic", help="send synthetic verified traffic to a server")

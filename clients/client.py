@@ -71,10 +71,14 @@ def build_request(prompt: str | list[dict[str, str]], *, request_id: str = "",
                   max_answer_tokens: int | None = None, temperature: float | None = None,
                   top_p: float | None = None, top_k: int | None = None, seed: int | None = None,
                   n: int | None = None, stop: Iterable[str] = (), verify: str | None = None,
-                  tolerance: float = 0.0, best_of_n: bool = False,
-                  shadow: bool = False) -> pb.GenerateRequest:
-    """A GenerateRequest from keyword arguments (None = server default)."""
-    request = pb.GenerateRequest(request_id=request_id, shadow=shadow)
+                  tolerance: float = 0.0, best_of_n: bool = False, spec: dict | None = None,
+                  shadow: bool = False, return_tokens: bool = False,
+                  return_logprobs: bool = False) -> pb.GenerateRequest:
+    """A GenerateRequest from keyword arguments (None = server default). Verification:
+    `verify="KIND:REFERENCE"` (with `tolerance`), or a whole spec as a dict (`kind`,
+    `reference`, `tolerance`, `tests`), e.g. a trace's."""
+    request = pb.GenerateRequest(request_id=request_id, shadow=shadow,
+                                 return_tokens=return_tokens, return_logprobs=return_logprobs)
     if isinstance(prompt, str):
         request.prompt = prompt
     else:
@@ -102,6 +106,13 @@ def build_request(prompt: str | list[dict[str, str]], *, request_id: str = "",
             raise ValueError(f"verify must look like KIND:REFERENCE (e.g. numeric:46), got {verify!r}")
         request.verification.CopyFrom(pb.VerificationSpec(
             kind=kind, reference=reference, tolerance=tolerance, best_of_n=best_of_n))
+    if spec is not None:
+        if verify is not None:
+            raise ValueError("give either verify or spec, not both")
+        request.verification.CopyFrom(pb.VerificationSpec(
+            kind=spec["kind"], reference=spec.get("reference", ""),
+            tolerance=spec.get("tolerance", 0.0), tests=list(spec.get("tests", ())),
+            best_of_n=best_of_n))
     return request
 
 
@@ -253,6 +264,12 @@ class AsyncClient:
         self.stub = pb_grpc.ReasoningStub(self.channel)
         self.admin = apb_grpc.AdminStub(self.channel)
         self.metadata = _metadata(token)
+
+    async def list_versions(self) -> apb.ListVersionsResponse:
+        return await self._call(self.admin.ListVersions, apb.ListVersionsRequest())
+
+    async def training_status(self) -> apb.TrainingStatus:
+        return await self._call(self.admin.GetTrainingStatus, apb.TrainingControlRequest())
 
     async def promote(self, version: str) -> apb.SwapResponse:
         return await self._call(self.admin.Promote, apb.PromoteRequest(version=version))

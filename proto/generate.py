@@ -1,6 +1,6 @@
 """Generate the committed Python stubs in `rlvr/v1/` from `proto/rlvr/v1/*.proto`.
 
-Run `python proto/generate.py` after editing a .proto; tests/test_proto.py fails when the
+Run `python proto/generate.py` after editing a .proto; tests/test_packaging.py fails when the
 committed stubs differ from what this produces.
 """
 

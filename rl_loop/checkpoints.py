@@ -1,10 +1,11 @@
 """Versioned checkpoints on disk, the one place trainer and runtime exchange weights.
 
 Layout under `STATE_DIR/checkpoints/`: one folder per version (a standard Hugging Face model
-folder plus `manifest.json`), and `promoted.json`, the history of promoted versions (its last
+folder, possibly with sharded safetensors, plus `manifest.json`), and `promoted.json`, the history of promoted versions (its last
 entry is what the runtime serves, also after a restart). A checkpoint is published atomically:
 written to a temporary folder, fsynced, then renamed, so a half-written checkpoint never has a
-version name. Its manifest carries the weights' SHA-256, checked before every load.
+version name. Its manifest carries the SHA-256 of every weights file, checked before every
+load (callers on an event loop run `verified_path` in a thread: hashing 15 GB takes a while).
 
 A version is either full weights (a model folder) or a LoRA adapter (peft's
 `adapter_config.json` + `adapter_model.safetensors`); an adapter's manifest names the
@@ -22,7 +23,6 @@ import uuid
 from pathlib import Path
 
 BASE_VERSION = "v0"
-WEIGHTS = "model.safetensors"          # a full-weights version
 ADAPTER_WEIGHTS = "adapter_model.safetensors"  # a LoRA adapter version (peft's file names)
 
 
@@ -81,12 +81,15 @@ class CheckpointStore:
         tmp.mkdir()
         try:
             write_model(tmp)
-            weights = ADAPTER_WEIGHTS if (tmp / ADAPTER_WEIGHTS).is_file() else WEIGHTS
+            files = sorted(p.name for p in tmp.glob("*.safetensors"))
+            if not files:
+                raise CheckpointError(f"version {version}: the writer wrote no safetensors file")
+            adapter = ADAPTER_WEIGHTS in files
             manifest = {"version": version, "parent": parent, "step": step,
                         "trace_range": list(trace_range), "metrics": metrics or {},
-                        "weights": weights, "sha256": sha256(tmp / weights),
+                        "weights": files, "checksums": {f: sha256(tmp / f) for f in files},
                         "created_at": time.time(), "status": "candidate", "reason": "",
-                        **({"adapter_base": adapter_base} if weights == ADAPTER_WEIGHTS else {})}
+                        **({"adapter_base": adapter_base} if adapter else {})}
             (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
             _fsync_tree(tmp)
             os.rename(tmp, final)
@@ -124,11 +127,12 @@ class CheckpointStore:
         if manifest.get("pruned"):
             raise CheckpointError(f"checkpoint {version}: its weights were deleted by the "
                                   "retention policy (only its manifest is kept)")
-        weights = self.path(version) / manifest.get("weights", WEIGHTS)
-        if not weights.is_file() or sha256(weights) != manifest["sha256"]:
-            raise CheckpointError(f"checkpoint {version}: weights missing or checksum mismatch; "
-                                  "refusing to load it")
-        return self.path(version)
+        folder = self.path(version)
+        for name, digest in manifest["checksums"].items():
+            if not (folder / name).is_file() or sha256(folder / name) != digest:
+                raise CheckpointError(f"checkpoint {version}: {name} missing or checksum "
+                                      "mismatch; refusing to load it")
+        return folder
 
     def set_status(self, version: str, status: str, reason: str = "", **extra) -> None:
         manifest = self.manifest(version)

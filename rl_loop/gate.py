@@ -1,21 +1,56 @@
-"""The promotion gate's measurement: greedy accuracy of a model on validation tasks at budgets.
+"""The promotion gate: a paired comparison of candidate and served weights on validation items.
 
-Runs in the trainer with transformers, because a candidate is not served until it passes. A
-budget is enforced the way `rlvr eval` enforces it through vLLM's `thinking_token_budget`:
-after B thinking tokens `</think>` is forced, and the answer gets ANSWER_TOKENS of its own.
-The gate decides on unlimited thinking; the other budgets are reported per version.
+Validation items come from the deployment's own traffic (a stable hash slice of trusted
+verified prompts, never trained on) and from the model folder's `validation_items` plug-in
+(the embedded model's built-in tasks). Each item keeps its own verifier spec, thinking budget
+and answer limit; generation is bounded the way serving bounds it (at most the budget, then
+`</think>` is forced, then the answer limit), greedy, in transformers, for both sides alike.
+
+The rule: with d_i = reward(candidate) - reward(served) on the same decisive items, reject
+when mean(d) + z * stderr(d) < 0 (the candidate is worse beyond noise: one-sided test at
+z = 1.645, 95%); fewer than `min_items` decisive items: no promotion ("too few validation
+items"). A 1-2 point difference on 100 items is therefore never decided by a lucky draw.
 """
 
 from __future__ import annotations
 
+import hashlib
+import math
+from dataclasses import dataclass, field
+
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList
 
-from rl_loop.evaluate import ANSWER_TOKENS, budget_label
-from rl_loop.tasks import FAMILIES, Task, build_validation
-from runtime.verifiers.numeric import numeric_equal
+from rl_loop.evaluate import budget_label
+from runtime.chat_format import ChatFormat
+from runtime.verifiers import check
+from runtime.verifiers.base import VerificationSpec
 
-REPORT_BUDGETS: tuple[int | None, ...] = (None, 16)  # None = unlimited (the gate's budget)
+BATCH = 32
+
+
+@dataclass(frozen=True)
+class ValidationItem:
+    prompt: str
+    spec: dict = field(hash=False, compare=False)  # VerificationSpec fields
+    budget: int | None = None       # thinking budget; None = unlimited (capped by max_budget)
+    answer_tokens: int = 32
+    decisive: bool = True           # counts in the decision (False: reported only)
+    source: str = "traffic"
+    key: str = ""                   # identity (prompt, spec, budget) for caching scores
+
+    @classmethod
+    def make(cls, prompt: str, spec: dict, budget: int | None, answer_tokens: int = 32,
+             decisive: bool = True, source: str = "traffic") -> "ValidationItem":
+        key = hashlib.sha256(repr((prompt, sorted(spec.items()), budget,
+                                   answer_tokens)).encode()).hexdigest()[:16]
+        return cls(prompt, spec, budget, answer_tokens, decisive, source, key)
+
+
+def is_validation(prompt: str, share: float) -> bool:
+    """Stable hash slice: the same prompt is always on the same side, in every process."""
+    bucket = int.from_bytes(hashlib.sha256(prompt.encode()).digest()[:4], "big") % 10_000
+    return bucket < share * 10_000
 
 
 class ForceThinkEnd(LogitsProcessor):
@@ -34,42 +69,97 @@ class ForceThinkEnd(LogitsProcessor):
         return scores
 
 
-def gate_sample(n: int) -> list[Task]:
-    """n // families validation tasks per family (the same sample every time; disjoint from
-    training and from the reported held-out set)."""
-    return build_validation(max(1, n // len(FAMILIES)))
+def _answer(row: list[int], fmt: ChatFormat, limit: int) -> list[int]:
+    """The answer ids of one generated row: after `</think>`, up to an end id, at most limit."""
+    if fmt.think_end_id is not None:
+        if fmt.think_end_id not in row:
+            return []
+        row = row[row.index(fmt.think_end_id) + 1:]
+    end = next((i for i, t in enumerate(row) if t in fmt.eos_ids), len(row))
+    return row[:min(end, limit)]
 
 
 @torch.no_grad()
-def accuracy(model, tokenizer, tasks: list[Task], budget: int | None) -> float:
-    """Greedy accuracy of `model` on `tasks` with at most `budget` thinking tokens."""
+def _score_batch(model, fmt: ChatFormat, items: list[ValidationItem], budget: int) -> list[float]:
+    """Rewards of items sharing one effective budget, greedy, in one left-padded batch."""
+    prompts = [fmt.prompt_ids([{"role": "user", "content": i.prompt}]) for i in items]
+    if budget == 0 and fmt.think_end_id is not None:
+        prompts = [p + [fmt.think_end_id] for p in prompts]
+    width = max(map(len, prompts))
+    pad = fmt.tokenizer.pad_token_id if fmt.tokenizer.pad_token_id is not None \
+        else min(fmt.eos_ids)
+    ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=model.device)
+    attention = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts],
+                             device=model.device)
+    answer = max(i.answer_tokens for i in items)
+    thinking = fmt.think_end_id is not None and budget > 0
+    room = model.config.max_position_embeddings - width
+    processors = LogitsProcessorList(
+        [ForceThinkEnd(budget, width, fmt.think_end_id)] if thinking else [])
+    out = model.generate(input_ids=ids, attention_mask=attention, do_sample=False,
+                         logits_processor=processors, pad_token_id=pad,
+                         max_new_tokens=max(1, min(room, (budget + 1 if thinking else 0) + answer)),
+                         eos_token_id=sorted(fmt.eos_ids))
+    rewards = []
+    for item, row in zip(items, out[:, width:].tolist()):
+        if budget == 0 and fmt.think_end_id is not None:
+            row = [fmt.think_end_id] + row
+        text = fmt.tokenizer.decode(_answer(row, fmt, item.answer_tokens), skip_special_tokens=True)
+        rewards.append(check(text, VerificationSpec(**item.spec)).reward)
+    return rewards
+
+
+def score(model, fmt: ChatFormat, items: list[ValidationItem], max_budget: int) -> dict[str, float]:
+    """item key -> reward of `model` on every item."""
     was_training = model.training
     model.eval()
-    tokenizer.padding_side = "left"
-    think_end_id = tokenizer.convert_tokens_to_ids("</think>")
-    prompts = [tokenizer.apply_chat_template([{"role": "user", "content": t.prompt}],
-                                             add_generation_prompt=True, tokenize=False)
-               for t in tasks]
-    batch = tokenizer(prompts, return_tensors="pt", padding=True,
-                      add_special_tokens=False).to(model.device)
-    prompt_len = batch["input_ids"].shape[1]
-    room = model.config.max_position_embeddings - prompt_len
-    processors = LogitsProcessorList()
-    if budget is not None:
-        processors.append(ForceThinkEnd(budget, prompt_len, think_end_id))
-    out = model.generate(**batch, do_sample=False, logits_processor=processors,
-                         max_new_tokens=room if budget is None else
-                         min(room, budget + 1 + ANSWER_TOKENS),
-                         pad_token_id=tokenizer.pad_token_id)
-    correct = 0
-    for task, row in zip(tasks, out[:, prompt_len:].tolist()):
-        answer = row[row.index(think_end_id) + 1:] if think_end_id in row else []
-        correct += numeric_equal(tokenizer.decode(answer, skip_special_tokens=True), task.answer)
+    by_budget: dict[int, list[ValidationItem]] = {}
+    for item in items:
+        by_budget.setdefault(min(max_budget, item.budget if item.budget is not None
+                                 else max_budget), []).append(item)
+    rewards: dict[str, float] = {}
+    for budget, group in by_budget.items():
+        for start in range(0, len(group), BATCH):
+            chunk = group[start:start + BATCH]
+            rewards |= {i.key: r for i, r in zip(chunk, _score_batch(model, fmt, chunk, budget))}
     model.train(was_training)
-    return correct / len(tasks)
+    return rewards
 
 
-def accuracy_by_budget(model, tokenizer, tasks: list[Task],
-                       budgets=REPORT_BUDGETS) -> dict[str, float]:
-    """{"unlimited": .., "16": ..}: the gate's budget first."""
-    return {budget_label(b): accuracy(model, tokenizer, tasks, b) for b in budgets}
+def accuracy_by_budget(items: list[ValidationItem], rewards: dict[str, float]) -> dict[str, float]:
+    """Mean reward per budget label ("unlimited", "16", ...)."""
+    groups: dict[str, list[float]] = {}
+    for item in items:
+        groups.setdefault(budget_label(item.budget), []).append(rewards[item.key])
+    return {label: sum(r) / len(r) for label, r in groups.items()}
+
+
+@dataclass
+class Decision:
+    promote: bool
+    reason: str
+    candidate: float   # mean reward on the decisive items
+    served: float
+    stderr: float
+    items: int
+
+
+def decide(items: list[ValidationItem], candidate: dict[str, float], served: dict[str, float],
+           z: float, min_items: int) -> Decision:
+    """The paired rule of the module docstring."""
+    decisive = [i for i in items if i.decisive]
+    n = len(decisive)
+    if n < min_items:
+        return Decision(False, f"too few validation items ({n} < {min_items})", 0.0, 0.0, 0.0, n)
+    diffs = [candidate[i.key] - served[i.key] for i in decisive]
+    mean = sum(diffs) / n
+    var = sum((d - mean) ** 2 for d in diffs) / max(1, n - 1)
+    stderr = math.sqrt(var / n)
+    cand, base = (sum(candidate[i.key] for i in decisive) / n,
+                  sum(served[i.key] for i in decisive) / n)
+    if mean + z * stderr < 0:
+        return Decision(False, f"worse beyond noise: {cand:.3f} vs served {base:.3f} on {n} "
+                        f"paired items (diff {mean:+.3f}, stderr {stderr:.3f}, z {z})",
+                        cand, base, stderr, n)
+    return Decision(True, f"{cand:.3f} vs served {base:.3f} on {n} paired items "
+                    f"(diff {mean:+.3f}, stderr {stderr:.3f})", cand, base, stderr, n)

@@ -11,6 +11,10 @@ the adapters are merged into full weights, and fresh adapters start on top of ea
 version. *Adapters* (the server runs with `max_lora_rank` >= the rank): only the adapter is
 published, always relative to the same full weights `base` (version `base_version`), and
 training goes on from the served adapter; the server switches adapters with no pause.
+
+Precision: the trainer holds float32 master weights whatever the served dtype (so small
+updates are not lost to bf16 rounding; on CUDA the forward runs under bf16 autocast), and
+writes checkpoints in the served model's own dtype, sharded like any HF folder.
 """
 
 from __future__ import annotations
@@ -22,19 +26,28 @@ import torch
 
 from rl_loop.checkpoints import BASE_VERSION, CheckpointStore
 
+SHARD_SIZE = "2GB"
+
 TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
 class Policy:
     def __init__(self, checkpoints: CheckpointStore, base_model: Path, version: str,
-                 device: torch.device, lr: float, warmup_steps: int, lora_rank: int = 0):
-        from transformers import AutoModelForCausalLM
+                 device: torch.device, lr: float, warmup_steps: int, lora_rank: int = 0,
+                 gradient_checkpointing: bool = False):
+        from transformers import AutoConfig, AutoModelForCausalLM
 
         self.lr, self.warmup_steps, self.lora_rank = lr, warmup_steps, lora_rank
+        self.gradient_checkpointing = gradient_checkpointing
+        config = AutoConfig.from_pretrained(base_model)
+        self.save_dtype = getattr(config, "dtype", None) or torch.float32
+        if isinstance(self.save_dtype, str):
+            self.save_dtype = getattr(torch, self.save_dtype)
 
         def load(v: str):
             folder = base_model if v == BASE_VERSION else checkpoints.verified_path(v)
-            return AutoModelForCausalLM.from_pretrained(folder).to(device).eval()
+            return AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).to(
+                device).eval()
         manifest = checkpoints.manifest(version) if version != BASE_VERSION else {}
         self.served_version = version
         self.base_version = manifest.get("adapter_base", version)
@@ -76,6 +89,9 @@ class Policy:
                 target_modules=TARGET_MODULES))
             if self.publish_adapters and self.adapter is not None:
                 set_peft_model_state_dict(self.model, self.adapter)
+        if self.gradient_checkpointing:
+            self.model.gradient_checkpointing_enable(
+                gradient_checkpointing_kwargs={"use_reentrant": False})
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.opt = torch.optim.AdamW(params, lr=self.lr, weight_decay=0.0)
         warmup = max(1, self.warmup_steps)
@@ -91,7 +107,14 @@ class Policy:
         if self.publish_adapters:
             self.model.save_pretrained(folder, safe_serialization=True)
         else:
-            self.merged().save_pretrained(folder, safe_serialization=True)
+            model = self.merged()
+            state = {k: v.detach().to(self.save_dtype) for k, v in model.state_dict().items()}
+            saved_dtype, model.config.dtype = model.config.dtype, self.save_dtype
+            try:
+                model.save_pretrained(folder, state_dict=state, safe_serialization=True,
+                                      max_shard_size=SHARD_SIZE)
+            finally:
+                model.config.dtype = saved_dtype
         tokenizer.save_pretrained(folder)
 
     def accept(self, merged, version: str) -> None:

@@ -284,3 +284,13 @@ def build_validation(per_family: int, seed: int = 4321) -> list[Task]:
     """Held-out-bucket tasks outside the committed held-out set, for choosing between versions
     (the promotion gate), so the reported held-out numbers never pick what gets promoted."""
     return build_heldout(seed, per_family, frozenset(t.prompt for t in load_heldout()))
+
+
+def validation_items(n: int) -> list[dict]:
+    """The embedded model's built-in validation source for the promotion gate (registered in
+    `models/tiny-reasoner/rlvr_plugins.json`): `n` validation tasks at unlimited thinking
+    (decisive) and at a 16-token budget (reported only), verified like the traffic."""
+    tasks = build_validation(max(1, n // len(FAMILIES))) if n else []
+    return [{"prompt": t.prompt, "spec": {"kind": "numeric", "reference": t.answer},
+             "budget": budget, "decisive": budget is None, "source": "embedded"}
+            for budget in (None, 16) for t in tasks]

@@ -5,9 +5,12 @@ It talks to the runtime only through (a) the trace log (new trainable traces, by
 size, low priority, verified by the runtime's own verifiers) and `Admin.Promote`.
 
 One step: take up to `prompts_per_step` recent trainable prompts, sample a group for each with
-the thinking budget the user asked for, drop groups whose rewards are all equal, and take one
-GRPO step on the rest. Every `publish_every` steps: publish a checkpoint, gate it on a validation
-sample against the served version, and promote it (hot-swap) or mark it rejected.
+the thinking budget and the whole verification spec the user sent, train on the exact token
+ids the server reports (never re-tokenised text), drop groups whose rewards are all equal, and
+take one GRPO step on the rest (micro-batches, chunked log-probs). Every `publish_every` steps:
+publish a checkpoint, gate it against the served version on validation items (a hash slice of
+the traffic plus the model's built-in ones; `gate.py`), and promote it (hot-swap) or mark it
+rejected. Whatever an admin promotes or rolls back is followed: training continues from it.
 """
 
 from __future__ import annotations
@@ -19,53 +22,26 @@ import os
 import random
 import shutil
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import torch
 
 from clients.client import AsyncClient, RlvrError
-from rl_loop.checkpoints import CheckpointStore
 from rl_loop import gate
-from rl_loop.evaluate import budget_label
-from rl_loop.grpo import GRPOConfig, group_advantages, grpo_loss, is_fresh
+from rl_loop.checkpoints import BASE_VERSION, CheckpointStore
+from rl_loop.grpo import GRPOConfig, group_advantages, grpo_loss
+from rl_loop.logprobs import token_logprobs
 from rl_loop.policy import Policy
-from rl_loop.tiny_model import MODEL_DIR, chat_prompt_ids
+from rl_loop.trainer_config import TrainerConfig
 from rlvr.v1 import reasoning_pb2 as pb
+from runtime import plugins
+from runtime.chat_format import ChatFormat
 from runtime.traces import TraceReader
 
+__all__ = ["Sample", "Trainer", "TrainerConfig", "samples_from_events"]
+
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class TrainerConfig:
-    server: str = "localhost:50051"
-    state_dir: Path = Path("state")
-    token: str | None = None          # needs train and admin scope (shadow samples, Promote)
-    base_model: Path = MODEL_DIR
-    root_cert: Path | None = None     # the server's TLS certificate (self-signed set-ups)
-    group_size: int = 8
-    prompts_per_step: int = 8
-    lr: float = 1e-4
-    temperature: float = 0.8
-    publish_every: int = 10           # steps between candidates (each costs a gate run)
-    gate_tasks: int = 100             # validation tasks the promotion gate scores
-    gate_tolerance: float = 0.02
-    max_steps: int = 0                # 0 = run until stopped
-    poll_s: float = 1.0
-    seed: int = 0
-    device: str = "auto"              # auto = cuda when available, else cpu
-    threads: int = 0                  # torch CPU threads (0 = torch's default)
-    pool_size: int = 512              # recent trainable prompts to sample groups from
-    max_sampling_rounds: int = 2      # dynamic sampling: rounds of groups per step at most
-                                      # (4 rounds: 2x the samples per step for ~1.3x signal;
-                                      # on 2 shared cores more, cheaper steps learn faster)
-    lora_rank: int = 0                # > 0: train LoRA adapters (peft) instead of all weights
-    min_free_mb: int = 256            # pause while the state directory has less free space
-    warmup_steps: int = 10            # linear lr warm-up of every new optimizer (Adam's first
-                                      # steps move every weight by ~lr, whatever its gradient)
-    keep_versions: int = 8            # weights kept: the newest N versions and last N promoted
 
 
 @dataclass
@@ -77,44 +53,29 @@ class Sample:
     version: str
 
 
-def version_number(version: str) -> int:
-    """"v12" -> 12 (also for "v3->v4" reports: the older one)."""
-    head = version.split("->")[0]
-    return int(head[1:]) if head[1:].isdigit() else 0
-
-
-def sequences_from_events(events: list[pb.GenerateEvent], tokenizer, prompt_ids: list[int],
-                          think_end_id: int, eos_id: int) -> list[Sample]:
-    """Rebuild each choice's token ids from its stream (one token per character for the
-    embedded byte-level model), marking the runtime-injected spans as not sampled."""
-    choices: dict[int, dict] = {}
+def samples_from_events(events: list[pb.GenerateEvent]) -> list[Sample]:
+    """One Sample per finished choice, from the exact token ids the server reports
+    (`return_tokens`): never re-tokenised text, which differs from what was sampled for any
+    tokenizer with merges."""
+    samples = []
     for event in events:
-        kind = event.WhichOneof("event")
-        if kind == "summary":
+        if event.WhichOneof("event") != "finished":
             continue
-        c = choices.setdefault(getattr(event, kind).index, {"ids": [], "mask": []})
-        if kind == "delta":
-            ids = tokenizer(event.delta.text, add_special_tokens=False)["input_ids"]
-            c["ids"] += ids
-            c["mask"] += [0 if event.delta.forced else 1] * len(ids)
-        elif kind == "thinking_ended":
-            forced = event.thinking_ended.reason != pb.THINKING_END_NATURAL
-            c["ids"].append(think_end_id)
-            c["mask"].append(0 if forced else 1)
-        else:
-            f = event.finished
-            if f.finish_reason == pb.FINISH_REASON_STOP:
-                c["ids"].append(eos_id)
-                c["mask"].append(1)
-            c["reward"] = f.verification.reward if f.HasField("verification") else 0.0
-            c["version"] = f.weight_version
-    return [Sample(prompt_ids, c["ids"], c["mask"], c["reward"], c["version"])
-            for c in choices.values() if "reward" in c]
+        f, t = event.finished, event.finished.tokens
+        reward = f.verification.reward if f.HasField("verification") else 0.0
+        samples.append(Sample(list(t.prompt_ids), list(t.completion_ids),
+                              [0 if injected else 1 for injected in t.injected], reward,
+                              f.weight_version))
+    return samples
 
 
 def pick_device(name: str) -> torch.device:
+    """auto: with two GPUs the engine keeps cuda:0 and the trainer takes cuda:1; with one they
+    share it (the server then gives vLLM 45% of it); else the CPU."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if not torch.cuda.is_available():
+            return torch.device("cpu")
+        return torch.device("cuda:1" if torch.cuda.device_count() > 1 else "cuda:0")
     return torch.device(name)
 
 
@@ -122,6 +83,9 @@ class Trainer:
     def __init__(self, cfg: TrainerConfig):
         from transformers import AutoTokenizer
 
+        if cfg.base_model is None:
+            raise ValueError("base_model: the served model's folder is required (rlvr train "
+                             "asks the server for it)")
         self.cfg = cfg
         torch.manual_seed(cfg.seed)
         if cfg.threads:
@@ -132,31 +96,59 @@ class Trainer:
         for name in self.checkpoints.sweep():
             log.warning("removed %s: a publish that was interrupted", name)
         self.version = self.checkpoints.current()
+        # versions in the order they were served: a sample's lag is its distance in this list
+        self.lineage = [BASE_VERSION, *self.checkpoints.history()]
         self.tokenizer = AutoTokenizer.from_pretrained(cfg.base_model)
-        self.policy = Policy(self.checkpoints, cfg.base_model, self.version, self.device,
-                             cfg.lr, cfg.warmup_steps, cfg.lora_rank)
+        self.format = ChatFormat.load(cfg.base_model, self.tokenizer)
+        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None \
+            else min(self.format.eos_ids)
+        self.policy = self._load_policy()
         self.grpo = GRPOConfig()
-        self.think_end_id = self.tokenizer.convert_tokens_to_ids("</think>")
-        self.eos_id = self.tokenizer.eos_token_id
         self.state_path = cfg.state_dir / "trainer_state.json"
         state = json.loads(self.state_path.read_text()) if self.state_path.is_file() else {}
         self.cursor, self.step = state.get("cursor", 0), state.get("step", 0)
-        self.pool: deque = deque(maxlen=cfg.pool_size)  # (prompt, spec, budget)
+        self.pool: deque = deque(maxlen=cfg.pool_size)  # (prompt, spec, thinking options)
+        self.validation: OrderedDict[str, gate.ValidationItem] = OrderedDict()
+        builtin = plugins.load(cfg.base_model, "validation_items")
+        self.builtin = [gate.ValidationItem.make(**item) for item in
+                        (builtin(cfg.gate_tasks) if builtin and cfg.gate_tasks else [])]
         self.refill_pool()
-        self.gate_tasks = gate.gate_sample(cfg.gate_tasks)
-        self.accuracy: dict[str, dict[str, float]] = {}  # version -> budget label -> accuracy
-        self.stats: dict = {"dropped_groups": 0, "groups": 0, "promoted": 0, "rejected": 0,
-                            "stale_samples_dropped": 0, "device": str(self.device)}
-        log.info("trainer on %s at step %d, cursor %d, serving %s, %d prompts in the pool",
-                 self.device, self.step, self.cursor, self.version, len(self.pool))
+        self.scores: dict[str, dict[str, float]] = {}      # version -> item key -> reward
+        self.accuracy: dict[str, dict[str, float]] = {}    # version -> budget label -> accuracy
+        self.stats: dict = {"dropped_groups": 0, "groups": 0, "failed_groups": 0,
+                            "promoted": 0, "rejected": 0, "stale_samples_dropped": 0,
+                            "followed_admin": 0, "device": str(self.device)}
+        log.info("trainer on %s for %s at step %d, cursor %d, serving %s, %d prompts in the "
+                 "pool, %d validation items", self.device, cfg.base_model, self.step,
+                 self.cursor, self.version, len(self.pool), len(self.gate_items()))
+
+    def _load_policy(self) -> Policy:
+        return Policy(self.checkpoints, self.cfg.base_model, self.version, self.device,
+                      self.cfg.lr, self.cfg.warmup_steps, self.cfg.lora_rank,
+                      self.cfg.gradient_checkpointing)
 
     def paused(self) -> bool:
         control = self.cfg.state_dir / "training_control.json"
         return control.is_file() and json.loads(control.read_text()).get("paused", False)
 
+    # ---------------------------------------------------------------- traces: pool & validation
     def _add(self, trace) -> None:
-        if trace.spec and trace.prompt_text:
-            self.pool.append((trace.prompt_text, trace.spec, trace.thinking_options.get("budget")))
+        if not (trace.spec and trace.prompt_text):
+            return
+        if gate.is_validation(trace.prompt_text, self.cfg.validation_share):
+            options = trace.thinking_options
+            item = gate.ValidationItem.make(
+                trace.prompt_text, trace.spec, options.get("budget"),
+                options.get("max_answer_tokens") or self.cfg.gate_answer_tokens)
+            self.validation.pop(item.key, None)
+            self.validation[item.key] = item
+            while len(self.validation) > self.cfg.max_validation:
+                self.validation.popitem(last=False)
+            return
+        self.pool.append((trace.prompt_text, trace.spec, trace.thinking_options))
+
+    def gate_items(self) -> list[gate.ValidationItem]:
+        return self.builtin + list(self.validation.values())
 
     def refill_pool(self) -> None:
         """After a restart: the prompts read before the cursor, so none is skipped."""
@@ -177,16 +169,29 @@ class Trainer:
         finally:
             reader.close()
 
+    # ---------------------------------------------------------------- generate: shadow groups
     async def sample_groups(self, client: AsyncClient, items) -> list[list[Sample]]:
-        async def group(prompt: str, spec: dict, budget: int | None) -> list[Sample]:
-            prompt_ids = chat_prompt_ids(self.tokenizer, [{"role": "user", "content": prompt}])
+        """A group per (prompt, spec, thinking options), with the whole verification spec
+        (tests, tolerance) and the user's budget; a group that errors is counted and skipped."""
+        async def group(prompt: str, spec: dict, options: dict) -> list[Sample]:
             events = [e async for e in client.stream(
-                prompt, n=self.cfg.group_size, temperature=self.cfg.temperature, budget=budget,
-                verify=f"{spec['kind']}:{spec['reference']}", shadow=True,
-                seed=self.rng.randrange(1 << 30))]
-            return sequences_from_events(events, self.tokenizer, prompt_ids, self.think_end_id,
-                                         self.eos_id)
-        return await asyncio.gather(*(group(*item) for item in items))
+                prompt, n=self.cfg.group_size, temperature=self.cfg.temperature,
+                budget=options.get("budget"), max_answer_tokens=options.get("max_answer_tokens"),
+                spec=spec, shadow=True, return_tokens=True, seed=self.rng.randrange(1 << 30))]
+            return samples_from_events(events)
+        results = await asyncio.gather(*(group(*item) for item in items), return_exceptions=True)
+        groups = []
+        for item, result in zip(items, results):
+            if isinstance(result, BaseException):
+                if not isinstance(result, RlvrError):
+                    raise result
+                self.stats["failed_groups"] += 1
+                log.warning("group for %r failed (%s); skipped", item[0][:60], result)
+                if result.code.name in ("UNAVAILABLE", "RESOURCE_EXHAUSTED"):
+                    raise result  # the server is draining or full: retry the round later
+                continue
+            groups.append(result)
+        return groups
 
     async def collect_groups(self, client: AsyncClient) -> list[list[Sample]]:
         """Dynamic sampling (DAPO): rounds of `prompts_per_step` groups until that many carry
@@ -200,18 +205,27 @@ class Trainer:
                 break
         return groups
 
+    # ---------------------------------------------------------------- train: one GRPO step
+    def lag(self, version: str) -> int | None:
+        """Promotions between the version that sampled and the served one (None: unknown,
+        e.g. a version rolled back before this trainer saw it)."""
+        head = version.split("->")[0]  # a request that spanned a swap started on the old one
+        if head not in self.lineage:
+            return None
+        return len(self.lineage) - 1 - max(i for i, v in enumerate(self.lineage) if v == head)
+
     def _logprobs(self, model, ids: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:
         """Log-probs of each next token at the sampling temperature: [B, T-1]."""
-        logits = model(input_ids=ids, attention_mask=attention).logits[:, :-1].float()
-        return torch.log_softmax(logits / self.cfg.temperature, dim=-1).gather(
-            -1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
+        with torch.autocast("cuda", torch.bfloat16, enabled=self.device.type == "cuda"):
+            return token_logprobs(model, ids, attention, self.cfg.temperature,
+                                  self.cfg.logit_chunk)
 
     def _batch(self, rows: list[Sample]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Right-padded ids, attention mask, and the mask of sampled completion tokens."""
         width = max(len(s.prompt_ids) + len(s.completion_ids) for s in rows)
-        ids = torch.full((len(rows), width), self.tokenizer.pad_token_id, dtype=torch.long)
-        mask = torch.zeros((len(rows), width))
-        attention = torch.zeros((len(rows), width), dtype=torch.long)
+        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)   # [B, T]
+        mask = torch.zeros((len(rows), width))                                # [B, T]
+        attention = torch.zeros((len(rows), width), dtype=torch.long)         # [B, T]
         for i, s in enumerate(rows):
             seq = s.prompt_ids + s.completion_ids
             ids[i, : len(seq)] = torch.tensor(seq)
@@ -219,72 +233,105 @@ class Trainer:
             mask[i, len(s.prompt_ids): len(seq)] = torch.tensor(s.sampled_mask, dtype=torch.float)
         return ids.to(self.device), attention.to(self.device), mask.to(self.device)
 
-    def train_step(self, groups: list[list[Sample]]) -> dict:
-        """One GRPO step over the groups that carry signal."""
+    def _rows(self, groups: list[list[Sample]]) -> tuple[list[Sample], list[float], list[int]]:
+        """Fresh samples of the groups with signal, their advantages and lags."""
         rows, advantages, lags = [], [], []
-        current = version_number(self.version)
         for samples in groups:
-            fresh = [s for s in samples if is_fresh(version_number(s.version), current,
-                                                    self.grpo.max_staleness)]
+            fresh = [(s, lag) for s in samples if (lag := self.lag(s.version)) is not None
+                     and lag <= self.grpo.max_staleness]
             self.stats["stale_samples_dropped"] += len(samples) - len(fresh)
-            adv = group_advantages(torch.tensor([s.reward for s in fresh]),
+            adv = group_advantages(torch.tensor([s.reward for s, _ in fresh]),
                                    self.grpo.scale_rewards) if len(fresh) > 1 else None
             self.stats["groups"] += 1
             if adv is None:
                 self.stats["dropped_groups"] += 1
                 continue
-            rows += fresh
+            rows += [s for s, _ in fresh]
             advantages += adv.tolist()
-            lags += [current - version_number(s.version) for s in fresh]
+            lags += [lag for _, lag in fresh]
+        return rows, advantages, lags
+
+    def train_step(self, groups: list[list[Sample]]) -> dict:
+        """One GRPO step over the groups that carry signal, in micro-batches whose gradients
+        accumulate (the loss stays a mean over every sampled token of the step)."""
+        rows, advantages, lags = self._rows(groups)
         rewards = [s.reward for g in groups for s in g]
         report = {"mean_reward": sum(rewards) / max(1, len(rewards)), "samples": len(rewards),
                   "staleness": sum(lags) / max(1, len(lags))}
         if not rows:
             return report | {"loss": None}
-        ids, attention, mask = self._batch(rows)
-        logprobs = self._logprobs(self.policy.model, ids, attention)
-        with torch.no_grad():
-            behaviour = self._logprobs(self.policy.served, ids, attention)
-        loss, stats = grpo_loss(logprobs, logprobs.detach(),
-                                torch.tensor(advantages, device=self.device), mask[:, 1:],
-                                self.grpo, behavior_logprobs=behaviour)
+        total = sum(sum(s.sampled_mask) for s in rows) or 1
         self.policy.opt.zero_grad(set_to_none=True)
-        loss.backward()
+        loss_sum, sums = 0.0, {"clip_fraction": 0.0, "kl": 0.0, "is_weight": 0.0}
+        for start in range(0, len(rows), self.cfg.micro_batch):
+            part = slice(start, start + self.cfg.micro_batch)
+            ids, attention, mask = self._batch(rows[part])
+            logprobs = self._logprobs(self.policy.model, ids, attention)        # [b, T-1]
+            with torch.no_grad():
+                behaviour = self._logprobs(self.policy.served, ids, attention)  # [b, T-1]
+            loss, stats = grpo_loss(logprobs, logprobs.detach(),
+                                    torch.tensor(advantages[part], device=self.device),
+                                    mask[:, 1:], self.grpo, behavior_logprobs=behaviour)
+            share = stats["tokens"] / total
+            (loss * share).backward()
+            loss_sum += loss.item() * share
+            for key in sums:
+                sums[key] += stats[key] * share
         torch.nn.utils.clip_grad_norm_(self.policy.model.parameters(), 1.0)
         self.policy.opt.step()
         self.policy.schedule.step()
         self.step += 1
-        return report | stats | {"loss": loss.item()}
+        return report | sums | {"loss": loss_sum, "tokens": total}
 
-    def served_accuracy(self) -> dict[str, float]:
-        if self.version not in self.accuracy:
-            self.accuracy[self.version] = gate.accuracy_by_budget(self.policy.served, self.tokenizer,
-                                                                  self.gate_tasks)
-        return self.accuracy[self.version]
+    # ---------------------------------------------------------------- evaluate: gate & publish
+    def _scores(self, version: str, model, items: list[gate.ValidationItem]) -> dict[str, float]:
+        """Rewards of a version on the items, scoring only items not scored for it before."""
+        known = self.scores.setdefault(version, {})
+        missing = [i for i in items if i.key not in known]
+        if missing:
+            known |= gate.score(model, self.format, missing, self.cfg.gate_max_budget)
+        return known
+
+    async def follow_server(self, client: AsyncClient) -> None:
+        """After an admin Promote or Rollback: continue from what is served now (behaviour
+        policy, gate baseline and lineage), dropping the trainer's own drift."""
+        served = (await client.model_info()).weight_version
+        if served == self.version or "->" in served:
+            return
+        log.warning("the server now serves %s (was %s): an admin action; training continues "
+                    "from it", served, self.version)
+        self.version = served
+        self.lineage.append(served)
+        self.policy = self._load_policy()
+        self.stats["followed_admin"] += 1
+        if self.cfg.lora_rank:
+            self.policy.serve_adapters((await client.model_info()).max_lora_rank)
 
     async def publish_and_gate(self, client: AsyncClient) -> str:
         """Publish the current policy; promote it if it passes the gate. Returns the outcome."""
-        baseline = self.served_accuracy()
+        items = self.gate_items()
+        parent = self.version
+        served = self._scores(parent, self.policy.served, items)
         policy = self.policy.merged()
-        candidate = gate.accuracy_by_budget(policy, self.tokenizer, self.gate_tasks)
-        decisive = budget_label(gate.REPORT_BUDGETS[0])
-        # the bar: the served version, or the best version promoted so far if that is higher
-        # (otherwise many small within-tolerance losses could add up to a large one)
-        bar = max(a[decisive] for a in self.accuracy.values())
-        numbers = [version_number(m["version"]) for m in self.checkpoints.versions()]
-        version = f"v{max(numbers + [version_number(self.version)]) + 1}"
-        metrics = {"gate_accuracy": candidate[decisive], "gate_baseline": baseline[decisive],
-                   "gate_bar": bar,
-                   "accuracy_by_budget": candidate, "gate_tasks": len(self.gate_tasks),
+        candidate = gate.score(policy, self.format, items, self.cfg.gate_max_budget)
+        decision = gate.decide(items, candidate, served, self.cfg.gate_z, self.cfg.min_validation)
+        self.accuracy[parent] = gate.accuracy_by_budget(items, served)
+        by_budget = gate.accuracy_by_budget(items, candidate)
+        numbers = [int(m["version"][1:]) for m in self.checkpoints.versions()
+                   if m["version"][1:].isdigit()]
+        version = f"v{max(numbers + [0]) + 1}"
+        metrics = {"gate_accuracy": decision.candidate, "gate_baseline": decision.served,
+                   "gate_stderr": decision.stderr, "accuracy_by_budget": by_budget,
+                   "gate_items": decision.items, "gate_rule": f"paired, z={self.cfg.gate_z}",
                    "step": self.step}
         self.checkpoints.publish(lambda folder: self.policy.write(folder, self.tokenizer), version,
-                                 parent=self.version, step=self.step,
+                                 parent=parent, step=self.step,
                                  trace_range=(0, self.cursor), metrics=metrics,
                                  adapter_base=self.policy.base_version)
-        if candidate[decisive] + 1e-9 < bar - self.cfg.gate_tolerance:
-            reason = (f"gate: validation accuracy {candidate[decisive]:.3f} < {bar:.3f} - "
-                      f"{self.cfg.gate_tolerance} (served {self.version}: "
-                      f"{baseline[decisive]:.3f}, best promoted: {bar:.3f})")
+        if decision.promote and (await client.model_info()).weight_version != parent:
+            decision.promote, decision.reason = False, "the served version changed meanwhile"
+        if not decision.promote:
+            reason = f"gate: {decision.reason}"
             self.checkpoints.set_status(version, "rejected", reason)
             self.stats["rejected"] += 1
             self.policy.fresh()  # drop the rejected drift: continue from the served weights
@@ -292,11 +339,14 @@ class Trainer:
         swap = await client.promote(version)
         self.policy.accept(policy, version)
         self.version = version
-        self.accuracy[version] = candidate
+        self.lineage.append(version)
+        self.scores[version] = candidate
+        self.accuracy[version] = by_budget
         self.stats["promoted"] += 1
         self.stats["swap_ms"] = round(1000 * swap.swap_seconds, 2)
-        return f"{version} promoted (validation {candidate} vs {baseline})"
+        return f"{version} promoted ({decision.reason})"
 
+    # ---------------------------------------------------------------- the loop
     def disk_full(self) -> bool:
         return shutil.disk_usage(self.cfg.state_dir).free < self.cfg.min_free_mb * 2**20
 
@@ -312,6 +362,7 @@ class Trainer:
         then stays behind, so a restart re-reads traces rather than skip any)."""
         status = {"state": "running", "pid": os.getpid(), "step": self.step, "version": self.version,
                   "cursor": self.cursor, "accuracy": self.accuracy, **self.stats, **report,
+                  "validation_items": len(self.gate_items()),
                   "config": {k: str(v) for k, v in asdict(self.cfg).items() if k != "token"}}
         tmp = self.cfg.state_dir / "trainer_status.json.tmp"
         try:
@@ -340,6 +391,7 @@ class Trainer:
                     continue
                 start = time.monotonic()
                 try:
+                    await self.follow_server(client)
                     groups = await self.collect_groups(client)
                 except RlvrError as err:  # e.g. the server is draining or full: try again
                     log.warning("sampling failed (%s); retrying in %.0fs", err, self.cfg.poll_s)

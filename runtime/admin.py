@@ -7,6 +7,7 @@ trainer share only the state directory and the gRPC API.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -47,7 +48,8 @@ class WeightManager:
     async def swap(self, version: str) -> float:
         """Hot-swap `version` into the live engine (full weights: pause, reload, resume; a LoRA
         adapter: load it and switch); returns the swap time in seconds."""
-        path = self._path(version)
+        # hashing a large checkpoint takes seconds: off the event loop (streams, health)
+        path = await asyncio.to_thread(self._path, version)
         manifest = self.checkpoints.manifest(version) if version != BASE_VERSION else {}
         if "adapter_base" in manifest:
             rank = json.loads((path / "adapter_config.json").read_text()).get("r", 0)
@@ -56,7 +58,8 @@ class WeightManager:
                                       f"serves adapters up to rank {self.engine.max_lora_rank} "
                                       "(config max_lora_rank)")
             base = manifest["adapter_base"]
-            seconds = await self.engine.swap_adapter(path, version, self._path(base), base)
+            base_path = await asyncio.to_thread(self._path, base)
+            seconds = await self.engine.swap_adapter(path, version, base_path, base)
         else:
             seconds = await self.engine.swap_weights(path, version)
         self.metrics.set_weight_version(version)

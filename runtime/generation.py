@@ -33,6 +33,7 @@ class Sampling:
     top_k: int
     seed: int | None
     stop: tuple[str, ...] = ()
+    logprobs: bool = False  # keep the engine's log-prob of every sampled token
 
 
 @dataclass
@@ -77,13 +78,13 @@ class TokenEngine(Protocol):
     tokenizer: object
     weight_version: str
     think_end_id: int | None
-    eos_id: int
+    eos_ids: frozenset[int]
 
     def sampling_params(self, *, max_tokens: int, temperature: float, top_p: float,
-                        top_k: int, seed: int | None): ...
+                        top_k: int, seed: int | None, logprobs: bool = False): ...
 
-    def stream(self, prompt_ids: list[int], params, request_id: str,
-               priority: int = 0) -> AsyncIterator[list[int]]: ...
+    def stream(self, prompt_ids: list[int], params, request_id: str, priority: int = 0
+               ) -> AsyncIterator[tuple[list[int], list[float] | None]]: ...
 
 
 class StopMatcher:
@@ -137,6 +138,9 @@ class ChoiceState:
     phase: str = THINKING
     thinking_end: str = ""
     answer_text: str = ""  # the answer as sent to the client (what verifiers check)
+    injected: set[int] = field(default_factory=set)  # context positions the runtime chose
+    logprobs: dict[int, float] = field(default_factory=dict)  # position -> engine log-prob
+    eos_id: int | None = None  # the end-of-sequence id that ended the answer, if one did
     first_token_at: float = 0.0
     first_answer_at: float = 0.0
     decoders: dict = field(default_factory=lambda: {
@@ -171,19 +175,23 @@ class ChoiceRun:
         """Append runtime-chosen thinking tokens (wrap-up or continuation)."""
         if not ids:
             return None
+        start = len(self.state.context)
+        self.state.injected.update(range(start, start + len(ids)))
         self.state.context.extend(ids)
         self.state.thinking += len(ids)
         self._mark_first(THINKING)
         return Delta(self.index, THINKING, "".join(self._text(THINKING, t) for t in ids),
                      len(ids), forced=True)
 
-    def _close(self, reason: str) -> list[Event]:
-        """End thinking: append `</think>` (after the wrap-up when forced)."""
+    def _close(self, reason: str, sampled: bool = False,
+               logprob: float | None = None) -> list[Event]:
+        """End thinking: append `</think>` (after the wrap-up when forced); `sampled` when the
+        model chose that `</think>` itself."""
         events: list[Event] = []
         if reason == FORCED and (delta := self._inject(self.plan.wrap_up_for(self.state.thinking))):
             events.append(delta)
         if self.engine.think_end_id is not None:  # a model without delimiters never thinks
-            self.state.context.append(self.engine.think_end_id)
+            self._append(self.engine.think_end_id, logprob, sampled)
         self.state.phase, self.state.thinking_end = ANSWER, reason
         events.append(ThinkingEnded(self.index, reason, self.state.thinking,
                                     self.state.continuations))
@@ -198,6 +206,24 @@ class ChoiceRun:
                         s.thinking_end, s.continuations, version,
                         s.first_token_at, s.first_answer_at,
                         time.perf_counter() - self.started)
+
+    def _append(self, token: int, logprob: float | None, sampled: bool = True) -> None:
+        position = len(self.state.context)
+        self.state.context.append(token)
+        if not sampled:
+            self.state.injected.add(position)
+        elif logprob is not None:
+            self.state.logprobs[position] = logprob
+
+    def completion(self) -> tuple[list[int], list[bool], list[float]]:
+        """Exactly what the model saw after the prompt, for training: (token ids, injected by
+        the runtime, engine log-probs with NaN where none was kept), ending with the
+        end-of-sequence id when one ended the answer."""
+        s, start = self.state, self.prompt_tokens
+        ids = s.context[start:] + ([s.eos_id] if s.eos_id is not None else [])
+        injected = [start + i in s.injected for i in range(len(ids))]
+        logprobs = [s.logprobs.get(start + i, float("nan")) for i in range(len(ids))]
+        return ids, injected, logprobs
 
     @property
     def prompt_ids(self) -> list[int]:
@@ -223,10 +249,12 @@ class ChoiceRun:
             return self.plan.sampled_cap - self.state.thinking + 1 + self.plan.answer_tokens
         return self.plan.answer_tokens - self.state.answer
 
-    def _on_thinking_token(self, token: int) -> tuple[list[Event], bool]:
+    def _on_thinking_token(self, token: int, logprob: float | None
+                           ) -> tuple[list[Event], bool]:
         """Handle one sampled token while thinking; returns (events, restart engine request)."""
         s, plan = self.state, self.plan
-        if token in (self.engine.think_end_id, self.engine.eos_id):
+        eos = token in self.engine.eos_ids
+        if token == self.engine.think_end_id or eos:
             if s.thinking < plan.min_tokens:
                 s.continuations += 1
                 delta = self._inject(plan.continuation_for(s.thinking))
@@ -234,9 +262,10 @@ class ChoiceRun:
                 if s.thinking >= plan.sampled_cap:
                     events += self._close(FORCED)
                 return events, True
-            # A bare end of sequence inside thinking also closes it; the answer needs a new request.
-            return self._close(NATURAL), token == self.engine.eos_id
-        s.context.append(token)
+            # A bare end of sequence inside thinking also closes it (the runtime then writes
+            # the `</think>`); the answer needs a new request.
+            return self._close(NATURAL, sampled=not eos, logprob=logprob), eos
+        self._append(token, logprob)
         s.thinking += 1
         self._mark_first(THINKING)
         events = [Delta(self.index, THINKING, self._text(THINKING, token), 1)]
@@ -244,13 +273,17 @@ class ChoiceRun:
             return events + self._close(FORCED), True
         return events, False
 
-    def _on_answer_token(self, token: int) -> tuple[list[Event], Finished | None]:
+    def _on_answer_token(self, token: int, logprob: float | None
+                         ) -> tuple[list[Event], Finished | None]:
         s = self.state
-        if token == self.engine.eos_id:
+        if token in self.engine.eos_ids:
+            s.eos_id = token
+            if logprob is not None:
+                s.logprobs[len(s.context)] = logprob
             tail = self.stop.flush()
             s.answer_text += tail
             return ([Delta(self.index, ANSWER, tail, 0)] if tail else []), self.finish(STOP)
-        s.context.append(token)
+        self._append(token, logprob)
         s.answer += 1
         self._mark_first(ANSWER)
         text, stopped = self.stop.feed(self._text(ANSWER, token))
@@ -265,18 +298,20 @@ class ChoiceRun:
             return events, self.finish(LENGTH)
         return events, None
 
-    def _on_chunk(self, ids: list[int]) -> tuple[list[Event], Finished | None, bool]:
+    def _on_chunk(self, ids: list[int], logprobs: list[float] | None = None
+                  ) -> tuple[list[Event], Finished | None, bool]:
         """Handle the tokens of one engine output; returns (merged deltas and other events,
         the final event if the choice finished, whether to restart the engine request)."""
         events: list[Event] = []
-        for token in ids:
+        for i, token in enumerate(ids):
+            logprob = None if logprobs is None else logprobs[i]
             if self.state.phase == THINKING:
-                new, restart = self._on_thinking_token(token)
+                new, restart = self._on_thinking_token(token, logprob)
                 events += new
                 if restart:
                     return merge_deltas(events), None, True
             else:
-                new, finished = self._on_answer_token(token)
+                new, finished = self._on_answer_token(token, logprob)
                 events += new
                 if finished:
                     return merge_deltas(events), finished, False
@@ -293,13 +328,14 @@ class ChoiceRun:
             params = self.engine.sampling_params(
                 max_tokens=self._max_tokens(), temperature=self.sampling.temperature,
                 top_p=self.sampling.top_p, top_k=self.sampling.top_k,
-                seed=None if self.sampling.seed is None else self._seed(s.segments))
+                seed=None if self.sampling.seed is None else self._seed(s.segments),
+                logprobs=self.sampling.logprobs)
             segment_id = f"{self.request_id}/{self.index}/{s.segments}"
             restart = False
             stream = self.engine.stream(list(s.context), params, segment_id, self.priority)
             async with aclosing(stream):
-                async for ids in stream:
-                    events, finished, restart = self._on_chunk(ids)
+                async for ids, logprobs in stream:
+                    events, finished, restart = self._on_chunk(ids, logprobs)
                     for event in events:
                         yield event
                     if finished:

@@ -4,8 +4,9 @@ The server hands every finished choice to `Recorder.record()`. Choices whose req
 verification spec are verified (in the worker pool) and appended to the trace log; the others
 are kept in a bounded in-memory window so that `SubmitFeedback` can still turn them into
 traces later. A trace is trainable only when the caller may train (see auth.Principal), the
-verifier produced a real verdict, and, for prompts of the embedded task families, the
-client's reference agrees with the answer the runtime computes itself.
+verifier produced a real verdict, and, for prompts the model folder's `reference_check`
+plug-in knows (the embedded task families register one), the client's reference agrees with
+the answer the deployment computes itself.
 """
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Callable
 
 import grpc
 
-from rl_loop.tasks import reference_for
 from runtime.auth import Principal
 from runtime.config import ServerConfig
 from runtime.generation import ChoiceRun, Finished
@@ -51,9 +52,13 @@ class RequestContext:
     shadow: bool = False
 
 
-def reference_problem(prompt_text: str, spec: VerificationSpec) -> str:
+ReferenceCheck = Callable[[str], "str | None"]  # prompt text -> the correct answer, if known
+
+
+def reference_problem(prompt_text: str, spec: VerificationSpec,
+                      check: ReferenceCheck | None) -> str:
     """'' when the client's reference is plausible, else why the trace must not be trained on."""
-    known = reference_for(prompt_text)
+    known = check(prompt_text) if check is not None else None
     if known is None or spec.kind not in ("numeric", "exact", "math"):
         return ""
     same = numeric_equal(spec.reference, known) or spec.reference.strip() == known
@@ -61,8 +66,10 @@ def reference_problem(prompt_text: str, spec: VerificationSpec) -> str:
 
 
 class Recorder:
-    def __init__(self, config: ServerConfig, metrics: Metrics, tokenizer):
+    def __init__(self, config: ServerConfig, metrics: Metrics, tokenizer,
+                 reference_check: ReferenceCheck | None = None):
         self.config, self.metrics, self.tokenizer = config, metrics, tokenizer
+        self.reference_check = reference_check
         self.pool = VerifierPool(config.verifier_workers)
         self.store = TraceStore(config.traces_path, config.trace_max_rows,
                                 config.trace_max_age_days)
@@ -84,7 +91,7 @@ class Recorder:
             return "untrusted_source"
         if verdict is None or verdict.verdict not in REAL_VERDICTS:
             return "no_verdict"
-        return reference_problem(request.prompt_text, spec) if spec else ""
+        return reference_problem(request.prompt_text, spec, self.reference_check) if spec else ""
 
     def record(self, request: RequestContext, run: ChoiceRun, finished: Finished) -> None:
         """Log a finished choice: to the store when verified, else to the feedback window."""

@@ -33,6 +33,7 @@ class GenerateSpec:
     verification: VerificationSpec | None
     best_of_n: bool
     shadow: bool = False
+    return_tokens: bool = False  # each Finished carries its TokenTrace (train scope only)
 
     def options(self) -> tuple[dict, dict]:
         """(thinking options, sampling options) as recorded in traces."""
@@ -97,7 +98,8 @@ def _sampling(request: pb.GenerateRequest, config: ServerConfig) -> tuple[Sampli
         raise InvalidRequest("sampling.stop", f"at most {MAX_STOP_STRINGS} non-empty strings of "
                              f"at most {MAX_STOP_CHARS} characters")
     seed = s.seed if s.HasField("seed") else None
-    return Sampling(temperature, top_p, top_k if top_k > 0 else 0, seed, stops), n
+    return Sampling(temperature, top_p, top_k if top_k > 0 else 0, seed, stops,
+                    logprobs=request.return_logprobs), n
 
 
 def parse_generate(request: pb.GenerateRequest, config: ServerConfig, engine,
@@ -141,4 +143,4 @@ def parse_generate(request: pb.GenerateRequest, config: ServerConfig, engine,
     prompt_text = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
     return GenerateSpec(request_id, prompt_ids, prompt_text, plan, sampling, n, t.hide_thinking,
                         verification, verification is not None and request.verification.best_of_n,
-                        request.shadow)
+                        request.shadow, request.return_tokens or request.return_logprobs)

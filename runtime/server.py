@@ -26,7 +26,7 @@ from rlvr.v1 import admin_pb2, admin_pb2_grpc
 from rlvr.v1 import reasoning_pb2 as pb
 from rlvr.v1 import reasoning_pb2_grpc as pb_grpc
 from runtime import generation as gen
-from runtime import orphans
+from runtime import orphans, plugins
 from runtime.admin import AdminService, WeightManager
 from runtime.auth import AuthInterceptor
 from runtime.budget import InvalidRequest
@@ -60,6 +60,12 @@ SERVER_OPTIONS = [
 ]
 
 
+def gpu_count() -> int:
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
 class StartupError(RuntimeError):
     """The server cannot start (port in use, unreadable TLS files, ...): a clear message."""
 
@@ -80,7 +86,14 @@ def verification_proto(verdict) -> pb.VerificationResult | None:
                                  detail=verdict.detail, flags=verdict.flags)
 
 
-def to_proto(request_id: str, event: gen.Event, hide_thinking: bool) -> pb.GenerateEvent:
+def token_trace(run: gen.ChoiceRun) -> pb.TokenTrace:
+    ids, injected, logprobs = run.completion()
+    return pb.TokenTrace(prompt_ids=run.prompt_ids, completion_ids=ids, injected=injected,
+                         logprobs=logprobs if run.sampling.logprobs else [])
+
+
+def to_proto(request_id: str, event: gen.Event, hide_thinking: bool,
+             tokens: pb.TokenTrace | None = None) -> pb.GenerateEvent:
     if isinstance(event, gen.Delta):
         text = "" if hide_thinking and event.channel == gen.THINKING else event.text
         return pb.GenerateEvent(request_id=request_id, delta=pb.Delta(
@@ -101,7 +114,7 @@ def to_proto(request_id: str, event: gen.Event, hide_thinking: bool) -> pb.Gener
                          total_s=event.total_s),
         thinking_end=END_REASONS[event.thinking_end],
         forced_continuations=event.forced_continuations,
-        verification=verification_proto(event.verification)))
+        verification=verification_proto(event.verification), tokens=tokens))
 
 
 class ReasoningService(pb_grpc.ReasoningServicer):
@@ -126,9 +139,10 @@ class ReasoningService(pb_grpc.ReasoningServicer):
         except InvalidRequest as err:
             await self._reject(context, "Generate", grpc.StatusCode.INVALID_ARGUMENT, str(err))
         principal = self.auth.principal(context.invocation_metadata(), context.peer())
-        if spec.shadow and not principal.can_train:
-            await self._reject(context, "Generate", grpc.StatusCode.PERMISSION_DENIED,
-                               "shadow: only a train-scoped caller may send shadow samples")
+        for wanted, name in ((spec.shadow, "shadow"), (spec.return_tokens, "return_tokens")):
+            if wanted and not principal.can_train:
+                await self._reject(context, "Generate", grpc.StatusCode.PERMISSION_DENIED,
+                                   f"{name}: only a train-scoped caller may ask for it")
         if spec.request_id in self.active:
             await self._reject(context, "Generate", grpc.StatusCode.ALREADY_EXISTS,
                                f"request_id: {spec.request_id!r} is already running")
@@ -187,7 +201,9 @@ class ReasoningService(pb_grpc.ReasoningServicer):
                 if isinstance(event, gen.Finished):
                     remaining -= 1
                     finals[index] = event
-                message = to_proto(spec.request_id, event, spec.hide_thinking)
+                tokens = token_trace(active.runs[index]) if spec.return_tokens and isinstance(
+                    event, gen.Finished) else None
+                message = to_proto(spec.request_id, event, spec.hide_thinking, tokens)
                 if spec.best_of_n:
                     held[index].append(message)
                 else:
@@ -305,11 +321,8 @@ class Server:
     def __init__(self, config: ServerConfig):
         self.config = config
         self.metrics = Metrics(config.state_dir)
-        self.engine = Engine(config.model, max_model_len=config.max_model_len,
-                             kv_cache_gib=config.kv_cache_gib, seed=config.seed,
-                             think_start=config.think_start, think_end=config.think_end,
-                             stream_interval=config.stream_interval,
-                             max_lora_rank=config.max_lora_rank)
+        self.engine = Engine(config.model, config.engine_settings(gpu_count()),
+                             stream_interval=config.stream_interval)
         self.trainer_token = secrets.token_urlsafe(32) if config.runs_trainer else ""
         self.auth = AuthInterceptor(config.api_tokens, config.admin_tokens, config.train_tokens,
                                     config.trust_local_anonymous,
@@ -358,11 +371,17 @@ class Server:
                                    f"{err}") from None
         log.info("listening on %s:%d (metrics on :%d); loading %s", self.config.host, self.port,
                  self.config.metrics_port, self.config.model)
+        try:
+            reference_check = plugins.load(self.config.model, "reference_check")
+        except plugins.PluginError as err:
+            await self.grpc.stop(None)
+            raise StartupError(str(err)) from None
         self.config.state_dir.mkdir(parents=True, exist_ok=True)
         orphans.reap(self.config.state_dir)  # engine processes of a server killed by SIGKILL
         await self.engine.start()
         await self.weights.restore()  # after a restart: the last promoted version
-        self.service.recorder = Recorder(self.config, self.metrics, self.engine.tokenizer)
+        self.service.recorder = Recorder(self.config, self.metrics, self.engine.tokenizer,
+                                         reference_check)
         self.metrics.set_weight_version(self.engine.weight_version)
         self.service.ready = True
         await self.health.set(SERVICE, health_pb2.HealthCheckResponse.SERVING)
@@ -370,8 +389,10 @@ class Server:
                  self.engine.weight_version)
         if self.trainer_token:
             host = "localhost" if self.config.host in ("0.0.0.0", "::", "") else self.config.host
-            extra = self.config.train_args + (f" --tls-ca {shlex.quote(str(self.config.tls_cert))}"
-                                              if self.config.tls_cert else "")
+            extra = (f"--base-model {shlex.quote(str(self.config.model.resolve()))} "
+                     + self.config.train_args
+                     + (f" --tls-ca {shlex.quote(str(self.config.tls_cert))}"
+                        if self.config.tls_cert else ""))
             self.trainer = TrainerProcess(f"{host}:{self.port}", self.config.state_dir,
                                           self.trainer_token, extra)
             self.trainer.start()

@@ -26,7 +26,7 @@ class ScriptedEngine:
 
     tokenizer = TOKENIZER
     weight_version = "fake"
-    think_end_id, eos_id = THINK_END, EOS
+    think_end_id, eos_ids = THINK_END, frozenset({EOS})
 
     def __init__(self, think_len: int, answer: str = "42", end_token: int = THINK_END,
                  chunk: int = 1):
@@ -45,13 +45,13 @@ class ScriptedEngine:
             context.append(token)
             pending.append(token)
             if len(pending) == self.chunk or token == EOS:
-                yield pending
+                yield pending, None
                 pending = []
                 await asyncio.sleep(0)
             if token == EOS:
                 return
         if pending:
-            yield pending
+            yield pending, None
 
     def _next(self, context: list[int]) -> int:
         if THINK_END in context:

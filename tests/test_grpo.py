@@ -78,26 +78,19 @@ def test_staleness_bound():
     assert is_fresh(3, 5, 4) and is_fresh(1, 5, 4) and not is_fresh(0, 5, 4)
 
 
-def test_trainer_rebuilds_sequences_and_masks_injected_tokens():
-    from rl_loop.tiny_model import build_tokenizer
-    from rl_loop.trainer import sequences_from_events, version_number
+def test_trainer_takes_the_token_ids_the_server_reports():
+    from rl_loop.trainer import samples_from_events
     from rlvr.v1 import reasoning_pb2 as pb
 
-    tok = build_tokenizer()
-    think_end, eos = tok.convert_tokens_to_ids("</think>"), tok.eos_token_id
+    tokens = pb.TokenTrace(prompt_ids=[1, 2], completion_ids=[7, 8, 9, 4, 5, 3],
+                           injected=[False, False, True, True, False, False])
     events = [
-        pb.GenerateEvent(delta=pb.Delta(index=0, channel=pb.CHANNEL_THINKING, text="ab", token_count=2)),
-        pb.GenerateEvent(delta=pb.Delta(index=0, channel=pb.CHANNEL_THINKING, text="\nTime is up.\n",
-                                        token_count=13, forced=True)),
-        pb.GenerateEvent(thinking_ended=pb.ThinkingEnded(index=0, reason=pb.THINKING_END_FORCED)),
-        pb.GenerateEvent(delta=pb.Delta(index=0, channel=pb.CHANNEL_ANSWER, text="42", token_count=2)),
+        pb.GenerateEvent(delta=pb.Delta(index=0, channel=pb.CHANNEL_ANSWER, text="ignored")),
         pb.GenerateEvent(finished=pb.Finished(index=0, finish_reason=pb.FINISH_REASON_STOP,
-                                              weight_version="v3",
+                                              weight_version="v3", tokens=tokens,
                                               verification=pb.VerificationResult(reward=1.0))),
     ]
-    (sample,) = sequences_from_events(events, tok, [1, 2], think_end, eos)
-    assert sample.completion_ids == tok("ab\nTime is up.\n", add_special_tokens=False)["input_ids"] + \
-        [think_end] + tok("42", add_special_tokens=False)["input_ids"] + [eos]
-    assert sample.sampled_mask == [1, 1] + [0] * 13 + [0] + [1, 1] + [1]
-    assert sample.reward == 1.0 and sample.version == "v3" and sample.prompt_ids == [1, 2]
-    assert version_number("v12") == 12 and version_number("v3->v4") == 3 and version_number("v0") == 0
+    (sample,) = samples_from_events(events)
+    assert sample.completion_ids == [7, 8, 9, 4, 5, 3] and sample.prompt_ids == [1, 2]
+    assert sample.sampled_mask == [1, 1, 0, 0, 1, 1]
+    assert sample.reward == 1.0 and sample.version == "v3"

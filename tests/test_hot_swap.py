@@ -7,6 +7,7 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 
 import grpc
 import pytest
@@ -14,7 +15,7 @@ import pytest
 from clients.client import AsyncClient, Client, RlvrError
 from rl_loop.checkpoints import CheckpointStore
 from rl_loop.tiny_model import MODEL_DIR
-from tests.conftest import ADMIN_TOKEN, API_TOKEN, REPO
+from tests.conftest import ADMIN_TOKEN, API_TOKEN, REPO, metric_value
 
 pytestmark = pytest.mark.engine
 
@@ -46,6 +47,11 @@ def test_hot_swap_with_32_streams_in_flight_fails_nothing(server):
                 "What is 654321+123456?", budget=300, min_thinking=250, temperature=1.0, seed=i))
                 for i in range(32)]
             await asyncio.sleep(0.3)
+            # swap only once streams are producing tokens on v0, however slow the machine
+            deadline = time.monotonic() + 120
+            while metric_value(await asyncio.to_thread(server.metrics),
+                               "rlvr_running_requests") < 1 and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
             swap = await admin.promote(new)
             results = await asyncio.gather(*streams)  # a failed request raises here
             after = await users.ask("What is 12+34?", budget=16)

@@ -14,9 +14,19 @@ from grpc_health.v1 import health_pb2
 from clients.client import Client, RlvrError
 from rl_loop.checkpoints import CheckpointStore
 from rl_loop.tiny_model import MODEL_DIR
-from tests.conftest import ServerProcess
+from tests.conftest import ServerProcess, metric_value
 
 pytestmark = pytest.mark.engine
+
+
+def wait_until(predicate, timeout: float) -> bool:
+    """Poll `predicate` until it holds or `timeout` seconds pass (no fixed sleeps)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def self_signed_cert(tmp_path) -> tuple[Path, Path]:
@@ -69,8 +79,11 @@ def test_tls_warm_up_then_sigterm_drains_in_flight_stream(tmp_path):
                            temperature=1.0)))
             thread.start()
             time.sleep(0.5)
+            assert wait_until(lambda: metric_value(server.metrics(), "rlvr_running_requests")
+                              >= 1, 120), "the long stream never started producing tokens"
             server.proc.terminate()  # SIGTERM while the stream is in flight
-            time.sleep(0.3)
+            wait_until(lambda: server.health("rlvr.v1.Reasoning")
+                       == health_pb2.HealthCheckResponse.NOT_SERVING, 30)
             assert server.health("rlvr.v1.Reasoning") == health_pb2.HealthCheckResponse.NOT_SERVING
             with pytest.raises(RlvrError) as err:
                 client.ask("What is 1+2?")

@@ -29,9 +29,9 @@ def test_traffic_trains_publishes_gates_and_swaps(server):
     report = asyncio.run(run_traffic(server.target, rate=6, duration=8, token=TRAIN_TOKEN,
                                      budgets=(64, 256)))
     assert report["requests"] >= 20 and report["failed"] == 0
-    cfg = TrainerConfig(server=server.target, state_dir=server.state_dir, token=ADMIN_TOKEN,
+    cfg = TrainerConfig(base_model=MODEL_DIR, server=server.target, state_dir=server.state_dir, token=ADMIN_TOKEN,
                         max_steps=2, publish_every=2, prompts_per_step=6, group_size=6,
-                        gate_tasks=30, gate_tolerance=1.0, poll_s=0.2)
+                        gate_tasks=30, gate_z=1e9, min_validation=1, poll_s=0.2)
     trainer = Trainer(cfg)
     asyncio.run(trainer.run())
     status = json.loads((server.state_dir / "trainer_status.json").read_text())
@@ -51,7 +51,7 @@ def test_traffic_trains_publishes_gates_and_swaps(server):
         assert user.ask("What is 12+34?", budget=16).weight_version == promoted
 
     # a deliberately degraded candidate fails the gate and serving stays on `promoted`
-    trainer.cfg.gate_tolerance = 0.02
+    trainer.cfg.gate_z = 1.645
     with torch.no_grad():
         for p in trainer.policy.model.parameters():
             p.copy_(p[torch.randperm(p.shape[0])] if p.dim() > 1 else p)
@@ -79,9 +79,9 @@ def test_mean_reward_rises_on_an_easy_family(server):
     """GRPO through the real server on four fixed decimal comparisons: the served version's
     sampled reward on them goes up (the trainer's pool is pinned to those prompts)."""
     prompts = SHAKY_COMPARISONS
-    cfg = TrainerConfig(server=server.target, state_dir=server.state_dir, token=ADMIN_TOKEN,
+    cfg = TrainerConfig(base_model=MODEL_DIR, server=server.target, state_dir=server.state_dir, token=ADMIN_TOKEN,
                         publish_every=4, prompts_per_step=4, group_size=8, lr=3e-4,
-                        gate_tasks=10, gate_tolerance=1.0, poll_s=0.2, max_sampling_rounds=1)
+                        gate_tasks=10, gate_z=1e9, min_validation=1, poll_s=0.2, max_sampling_rounds=1)
     trainer = Trainer(cfg)
     trainer.read_traces = lambda: None  # learn from the four prompts only
     trainer.pool.clear()
@@ -210,9 +210,9 @@ def test_lora_candidates_are_merged_published_and_served(server):
     report = asyncio.run(run_traffic(server.target, rate=6, duration=4, token=TRAIN_TOKEN,
                                      budgets=(64,)))
     assert report["failed"] == 0
-    cfg = TrainerConfig(server=server.target, state_dir=server.state_dir, token=ADMIN_TOKEN,
+    cfg = TrainerConfig(base_model=MODEL_DIR, server=server.target, state_dir=server.state_dir, token=ADMIN_TOKEN,
                         publish_every=2, prompts_per_step=4, group_size=6, gate_tasks=10,
-                        gate_tolerance=1.0, poll_s=0.2, lora_rank=4, lr=1e-3)
+                        gate_z=1e9, min_validation=1, poll_s=0.2, lora_rank=4, lr=1e-3)
     trainer = Trainer(cfg)
     trainer.cfg.max_steps = trainer.step + 2
     try:
@@ -295,9 +295,9 @@ def test_lora_adapters_switch_in_the_live_engine_without_failing_requests(tmp_pa
             again = [admin.ask(p, budget=40, max_answer_tokens=8) for p in prompts]
             assert [(r.thinking, r.answer, r.weight_version) for r in again] == \
                 [(r.thinking, r.answer, r.weight_version) for r in before]
-        trainer = Trainer(TrainerConfig(server=server.target, state_dir=server.state_dir,
+        trainer = Trainer(TrainerConfig(base_model=MODEL_DIR, server=server.target, state_dir=server.state_dir,
                                         token=ADMIN_TOKEN, publish_every=2, prompts_per_step=4,
-                                        group_size=6, gate_tasks=10, gate_tolerance=1.0,
+                                        group_size=6, gate_tasks=10, gate_z=1e9, min_validation=1,
                                         poll_s=0.2, lora_rank=4, lr=1e-3, max_steps=2))
         asyncio.run(trainer.run())
         manifest = store.manifest(trainer.version)

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import glob
+import os
 import re
+import shutil
 import subprocess
 import sys
+import time
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -34,6 +39,33 @@ def test_dockerfile_runs_the_real_entry_point_on_the_real_ports():
     assert f'"--metrics-port", "{config.metrics_port}"' in text
     scripts = (REPO / "pyproject.toml").read_text()
     assert 'rlvr = "clients.cli:main"' in scripts
+
+
+def test_dockerfile_keeps_the_images_engine_and_installs_the_sandbox():
+    text = (REPO / "Dockerfile").read_text()
+    # the image's own vLLM and torch: this package without the cpu/gpu extra, image builds pinned
+    install = re.search(r"pip install [^\n]*-e \.(\S*)", text)
+    assert install and install.group(1) == "", "install the package without an engine extra"
+    assert "-c /tmp/keep.txt" in text and "vllm|torch" in text
+    # the code verifier's sandbox: bubblewrap, setpriv/unshare (util-linux) from apt
+    assert re.search(r"apt-get install -y [^\n]*\bbubblewrap\b[^\n]*\butil-linux\b", text)
+    assert "command -v bwrap" in text and "command -v setpriv" in text
+    # serving your own model from a mounted folder is documented
+    assert "docker run --gpus all" in text and "-v /path/to/model:/model" in text
+    assert "-v rlvr-state:/state rlvr-runtime --model /model --train on" in text
+    assert re.search(r"^VOLUME /state$", text, re.M) and '"--state-dir", "/state"' in text
+
+
+def test_requires_python_admits_the_cuda_images_python_3_12():
+    from packaging.specifiers import SpecifierSet
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    spec = SpecifierSet(project["requires-python"])
+    # vllm/vllm-openai:v0.32.0 runs Python 3.12; make setup uses 3.11
+    assert "3.11.9" in spec and "3.12.1" in spec and "3.12.11" in spec, spec
+    assert "3.10.14" not in spec, spec
+    assert {"Programming Language :: Python :: 3.11",
+            "Programming Language :: Python :: 3.12"} <= set(project["classifiers"])
 
 
 def test_ci_runs_exactly_the_readme_test_command():
@@ -89,3 +121,106 @@ def test_cli_ask_reports_an_unreachable_server():
                           "127.0.0.1:1", "--timeout", "5"], cwd=REPO, capture_output=True,
                          text=True, timeout=120)
     assert out.returncode == 2 and "UNAVAILABLE" in out.stderr and "Traceback" not in out.stderr
+
+
+# --- Python 3.12 (the CUDA image's interpreter): a real install in a fresh venv -------------
+
+def python312() -> str | None:
+    """A Python 3.12 interpreter: $RLVR_PYTHON312, python3.12 on PATH, or a pyenv build."""
+    candidates = [os.environ.get("RLVR_PYTHON312"), shutil.which("python3.12"),
+                  *sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.12*/bin/python3.12")))]
+    for candidate in filter(None, candidates):
+        try:  # a pyenv shim may be on PATH without 3.12 being selected: run it to be sure
+            out = subprocess.run([candidate, "-c", "import sys, venv; print(sys.version_info[:2])"],
+                                 capture_output=True, text=True, timeout=30)
+        except OSError:
+            continue
+        if out.returncode == 0 and out.stdout.strip() == "(3, 12)":
+            return candidate
+    return None
+
+
+# imports that need nothing but the standard library (no torch, vLLM, gRPC or tokenizers)
+PURE_MODULES = ["runtime.budget", "runtime.verifiers.base", "runtime.verifiers.numeric",
+                "runtime.verifiers.text", "runtime.verifiers.code", "runtime.traces",
+                "rl_loop.tasks", "rl_loop.checkpoints"]
+SMOKE = """
+import sys
+assert sys.version_info[:2] == (3, 12), sys.version
+import importlib, importlib.metadata
+for name in sys.argv[1:]:
+    module = importlib.import_module(name)
+    assert "site-packages" in module.__file__, (name, module.__file__)  # the installed copy
+from runtime.verifiers.base import VerificationSpec
+from runtime.verifiers.numeric import verify
+assert verify("5198", VerificationSpec("numeric", "5198")).reward == 1.0
+assert verify("3 or 4", VerificationSpec("numeric", "3")).reward == 0.0
+from runtime.budget import resolve_budget
+print("ok", importlib.metadata.version("rlvr-runtime"))
+"""
+
+
+def run(cmd: list, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    out = subprocess.run([str(c) for c in cmd], cwd=cwd, capture_output=True, text=True,
+                         timeout=timeout, env={**os.environ, "PYTHONNOUSERSITE": "1",
+                                               "PIP_DISABLE_PIP_VERSION_CHECK": "1"})
+    assert out.returncode == 0, f"{cmd}:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
+    return out
+
+
+@pytest.fixture(scope="module")
+def venv312(tmp_path_factory):
+    """A fresh Python 3.12 venv with this package installed (no dependencies), built from a
+    copy of the sources so that the checkout gets no build/ or egg-info from it."""
+    interpreter = python312()
+    if interpreter is None:
+        pytest.skip("no Python 3.12 interpreter (python3.12 on PATH, ~/.pyenv/versions/3.12*, "
+                    "or RLVR_PYTHON312)")
+    root = tmp_path_factory.mktemp("py312")
+    src = root / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(REPO / name, src / name)
+    for package in ("runtime", "rl_loop", "clients", "rlvr"):
+        shutil.copytree(REPO / package, src / package,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    run([interpreter, "-m", "venv", root / "venv"], root)
+    python = root / "venv" / "bin" / "python"
+    run([python, "-m", "pip", "install", "--quiet", "--no-deps", src], root)
+    return python, root
+
+
+def test_package_installs_and_imports_on_python_3_12(venv312):
+    """requires-python admits 3.12, so pip installs the package there, and its pure-Python
+    parts import and work from the installed copy."""
+    python, root = venv312
+    out = run([python, "-c", SMOKE, *PURE_MODULES], root, timeout=120)
+    assert out.stdout.strip() == "ok 0.1.0", out.stdout
+    assert (python.parent / "rlvr").exists()  # the console script
+
+
+def test_pinned_dependencies_have_python_3_12_builds(venv312):
+    """Every pin of `project.dependencies` has a wheel pip accepts on cp312 (no source
+    builds), and the light ones (gRPC, protobuf, psutil) install there so the generated stubs
+    and the client import. Skipped when no package index can be reached."""
+    python, root = venv312
+    pins = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    (root / "pins.txt").write_text("\n".join(pins) + "\n")
+    start = time.monotonic()
+    out = subprocess.run([python, "-m", "pip", "install", "--dry-run", "--no-deps",
+                          "--ignore-installed", "--only-binary=:all:", "-r", root / "pins.txt"],
+                         cwd=root, capture_output=True, text=True, timeout=600)
+    offline = ("NewConnectionError", "Temporary failure in name resolution",
+               "Network is unreachable", "Could not fetch URL", "ConnectTimeoutError")
+    if out.returncode != 0 and any(s in out.stdout + out.stderr for s in offline):
+        pytest.skip(f"no package index reachable: {out.stderr.strip()[-300:]}")
+    assert out.returncode == 0, f"{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
+    would = out.stdout.split("Would install", 1)[-1].split()
+    names = {re.match(r"(.+?)-\d", w).group(1).lower().replace("_", "-") for w in would}
+    assert names == {re.split(r"[=<>!~ ;]", p)[0].lower() for p in pins}, (names, pins)
+    light = [p for p in pins if p.split("==")[0] in ("grpcio", "protobuf", "psutil")]
+    assert len(light) == 3, pins
+    run([python, "-m", "pip", "install", "--quiet", *light], root, timeout=600)
+    run([python, "-c", "import rlvr.v1.reasoning_pb2_grpc, rlvr.v1.admin_pb2_grpc, "
+                       "runtime.auth, runtime.orphans, clients.client"], root, timeout=120)
+    print(f"cp312 resolution and light install: {time.monotonic() - start:.0f} s")

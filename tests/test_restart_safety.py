@@ -73,6 +73,7 @@ def test_retention_keeps_newest_and_rollback_targets_and_every_manifest(tmp_path
 def test_trainer_resumes_cursor_and_refills_its_pool(tmp_path):
     """A restarted trainer continues at its saved cursor and step and, so that no trace read
     before the crash is skipped, refills its prompt pool with the traces up to the cursor."""
+    from runtime.config import MODEL_DIR
     from rl_loop.trainer import Trainer, TrainerConfig
     from runtime.traces import Trace, TraceStore
 
@@ -86,7 +87,7 @@ def test_trainer_resumes_cursor_and_refills_its_pool(tmp_path):
                            spec={"kind": "numeric", "reference": str(i + 1)}))
     store.close()
     (tmp_path / "trainer_state.json").write_text(json.dumps({"cursor": 4, "step": 7}))
-    trainer = Trainer(TrainerConfig(state_dir=tmp_path, gate_tasks=5))
+    trainer = Trainer(TrainerConfig(base_model=MODEL_DIR, state_dir=tmp_path, gate_tasks=5))
     assert (trainer.cursor, trainer.step) == (4, 7)
     assert [p for p, _, _ in trainer.pool] == [f"What is {i}+1?" for i in range(4)]
     trainer.read_traces()
@@ -160,6 +161,7 @@ def test_full_disk_serving_goes_on_training_pauses_and_nothing_is_lost(small_dis
     from clients.client import Client
     from clients.launch import ServerProcess
     from rl_loop.trainer import Trainer, TrainerConfig
+    from runtime.config import MODEL_DIR
 
     state = small_disk / "state"
     server = ServerProcess(tmp_path / "w", state_dir=state, admin_tokens=["adm"])
@@ -173,7 +175,7 @@ def test_full_disk_serving_goes_on_training_pauses_and_nothing_is_lost(small_dis
             def ask(i: int) -> str:
                 return c.ask(f"What is {i}+1?", budget=16, verify=f"numeric:{i + 1}").finish_reason
             assert [ask(i) for i in range(4)] == ["stop"] * 4
-            deadline = time.monotonic() + 10
+            deadline = time.monotonic() + 60
             while committed() < 4 and time.monotonic() < deadline:
                 time.sleep(0.1)
             assert committed() == 4
@@ -182,8 +184,8 @@ def test_full_disk_serving_goes_on_training_pauses_and_nothing_is_lost(small_dis
             time.sleep(1)
             assert committed() == 4  # ... while the writer holds these traces and retries
 
-            cfg = TrainerConfig(server=server.target, state_dir=state, token="adm", max_steps=1,
-                                publish_every=1, gate_tasks=5, gate_tolerance=1.0,
+            cfg = TrainerConfig(base_model=MODEL_DIR, server=server.target, state_dir=state, token="adm", max_steps=1,
+                                publish_every=1, gate_tasks=5, gate_z=1e9, min_validation=1,
                                 prompts_per_step=2, group_size=4, poll_s=0.2, min_free_mb=1)
             trainer = Trainer(cfg)
             assert trainer.state() == "paused: disk full"
@@ -192,7 +194,7 @@ def test_full_disk_serving_goes_on_training_pauses_and_nothing_is_lost(small_dis
             assert trainer.step == 0  # paused, not crashed
 
             (small_disk / "filler").unlink()  # space returns
-            deadline = time.monotonic() + 30
+            deadline = time.monotonic() + 120
             while committed() < 8 and time.monotonic() < deadline:
                 time.sleep(0.2)
             assert committed() == 8  # nothing accepted was lost

@@ -76,15 +76,25 @@ def test_heldout_is_disjoint_from_training():
             assert prompt not in heldout
 
 
-def test_gate_sample_is_validation_data_outside_the_reported_heldout_set():
-    from rl_loop.gate import gate_sample
+def test_builtin_validation_items_lie_outside_training_and_the_reported_heldout_set():
+    """The embedded model's plug-in: 100 tasks (20 per family) at unlimited thinking (decisive)
+    and at 16 tokens (reported), the same every time, never trained on, never reported."""
+    from runtime import plugins
+    from runtime.config import MODEL_DIR
 
-    sample = gate_sample(100)
-    assert sample == gate_sample(100) and len({t.prompt for t in sample}) == 100
-    assert {f: sum(t.family == f for t in sample) for f in tasks.FAMILIES} == \
-        dict.fromkeys(tasks.FAMILIES, 20)
-    assert all(tasks.is_heldout(t.prompt) for t in sample)  # never drawn for training
-    assert not {t.prompt for t in sample} & {t.prompt for t in tasks.load_heldout()}
+    validation_items = plugins.load(MODEL_DIR, "validation_items")
+    items = validation_items(100)
+    assert items == validation_items(100) and len(items) == 200
+    unlimited = [i for i in items if i["budget"] is None]
+    assert all(i["decisive"] for i in unlimited) and not any(
+        i["decisive"] for i in items if i["budget"] == 16)
+    prompts = {i["prompt"] for i in unlimited}
+    assert len(prompts) == 100 and all(tasks.is_heldout(p) for p in prompts)
+    assert {f: sum(tasks.reference_for(p) is not None and any(
+        t.prompt == p for t in tasks.build_validation(20) if t.family == f) for p in prompts)
+        for f in tasks.FAMILIES} == dict.fromkeys(tasks.FAMILIES, 20)
+    assert not prompts & {t.prompt for t in tasks.load_heldout()}
+    assert all(tasks.reference_for(i["prompt"]) == i["spec"]["reference"] for i in items)
 
 
 def test_training_examples_come_only_from_the_train_split():

@@ -45,13 +45,15 @@ def test_sigkill_under_load_loses_no_acknowledged_trace(tmp_path):
     db = tmp_path / "traces.sqlite"
     proc = subprocess.Popen([sys.executable, "-c", WRITER, str(db)], cwd=REPO,
                             stdout=subprocess.PIPE, text=True)
-    acknowledged = 0
-    deadline = time.monotonic() + 20
-    while acknowledged < 3000 and time.monotonic() < deadline:
+    # kill mid-write after 3000 acknowledged traces or 20 s, but never before 1000: a slow
+    # machine just takes longer (hard deadline 600 s)
+    acknowledged, start = 0, time.monotonic()
+    while acknowledged < 3000 and (time.monotonic() - start < 20 or acknowledged < 1000) \
+            and time.monotonic() - start < 600:
         acknowledged = int(proc.stdout.readline())
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert acknowledged >= 1000
+    assert acknowledged >= 1000, f"{acknowledged} traces acknowledged in {time.monotonic() - start:.0f} s"
     conn = sqlite3.connect(db)
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     count = conn.execute("SELECT COUNT(*) FROM traces").fetchone()[0]

@@ -7,6 +7,7 @@ import torch
 
 from rl_loop.tasks import add_trace
 from rl_loop.tiny_model import chat_prompt_ids
+from runtime.config import MODEL_DIR
 from rl_loop.trainer import Sample, Trainer, TrainerConfig
 
 
@@ -17,8 +18,8 @@ def groups_for(trainer: Trainer) -> list[list[Sample]]:
 
     def sample(answer: str, reward: float) -> Sample:
         ids = tok(add_trace(12, 34)[0], add_special_tokens=False)["input_ids"] + \
-            [trainer.think_end_id] + tok(answer, add_special_tokens=False)["input_ids"] + \
-            [trainer.eos_id]
+            [trainer.format.think_end_id] + tok(answer, add_special_tokens=False)["input_ids"] + \
+            [tok.eos_token_id]
         return Sample(prompt, ids, [1] * len(ids), reward, "v0")
     return [[sample("46", 1.0), sample("47", 0.0)] * 2, [sample("46", 1.0)] * 4]
 
@@ -31,7 +32,7 @@ def logprob_of(trainer: Trainer, model, sample: Sample) -> float:
 
 @pytest.mark.parametrize("lora_rank", [0, 4])
 def test_a_step_moves_probability_toward_the_rewarded_answer(tmp_path, lora_rank):
-    trainer = Trainer(TrainerConfig(state_dir=tmp_path, gate_tasks=5, lr=1e-3, warmup_steps=1,
+    trainer = Trainer(TrainerConfig(base_model=MODEL_DIR, state_dir=tmp_path, gate_tasks=5, lr=1e-3, warmup_steps=1,
                                     lora_rank=lora_rank))
     groups = groups_for(trainer)
     good, bad = groups[0][0], groups[0][1]
@@ -53,7 +54,7 @@ def test_a_step_moves_probability_toward_the_rewarded_answer(tmp_path, lora_rank
 
 
 def test_every_new_optimizer_warms_up(tmp_path):
-    trainer = Trainer(TrainerConfig(state_dir=tmp_path, gate_tasks=5, lr=1e-3, warmup_steps=4))
+    trainer = Trainer(TrainerConfig(base_model=MODEL_DIR, state_dir=tmp_path, gate_tasks=5, lr=1e-3, warmup_steps=4))
     groups = groups_for(trainer)
     lrs = []
     for _ in range(5):
@@ -67,7 +68,7 @@ def test_every_new_optimizer_warms_up(tmp_path):
 def test_adapter_versions_publish_the_adapter_and_resume_from_it(tmp_path):
     """Against a server that serves LoRA adapters: a candidate is the adapter alone (relative
     to the base), a promoted adapter is what training continues from, also after a restart."""
-    trainer = Trainer(TrainerConfig(state_dir=tmp_path, gate_tasks=5, lr=1e-3, warmup_steps=1,
+    trainer = Trainer(TrainerConfig(base_model=MODEL_DIR, state_dir=tmp_path, gate_tasks=5, lr=1e-3, warmup_steps=1,
                                     lora_rank=4))
     assert not trainer.policy.serve_adapters(0)       # the server cannot: merged weights
     assert trainer.policy.serve_adapters(8)           # rank 4 <= 8: adapters
@@ -78,13 +79,13 @@ def test_adapter_versions_publish_the_adapter_and_resume_from_it(tmp_path):
                            parent="v0", step=1, adapter_base=trainer.policy.base_version)
     assert (folder / "adapter_config.json").is_file() and not (folder / "model.safetensors").exists()
     assert store.manifest("v1")["adapter_base"] == "v0"
-    assert store.manifest("v1")["weights"] == "adapter_model.safetensors"
+    assert store.manifest("v1")["weights"] == ["adapter_model.safetensors"]
     trainer.policy.accept(merged, "v1")
     store.record_promotion("v1")
     trainer.train_step(groups_for(trainer))  # training goes on from the promoted adapter
     assert trainer.policy.base_version == "v0"
 
-    restarted = Trainer(TrainerConfig(state_dir=tmp_path, gate_tasks=5, lora_rank=4))
+    restarted = Trainer(TrainerConfig(base_model=MODEL_DIR, state_dir=tmp_path, gate_tasks=5, lora_rank=4))
     assert restarted.version == "v1" and restarted.policy.publish_adapters
     for name, value in merged.state_dict().items():  # served = base + the v1 adapter
         assert torch.allclose(restarted.policy.served.state_dict()[name], value, atol=1e-6)

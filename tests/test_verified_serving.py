@@ -24,7 +24,7 @@ def trainer_client(server):
         yield c
 
 
-def wait_for_trace(server, request_id: str, predicate=lambda t: True, timeout: float = 10.0):
+def wait_for_trace(server, request_id: str, predicate=lambda t: True, timeout: float = 60.0):
     reader = TraceReader(server.state_dir / "traces.sqlite")
     try:
         deadline = time.monotonic() + timeout
@@ -114,12 +114,13 @@ def test_feedback_turns_a_served_request_into_a_trace(server, trainer_client, cl
 def test_cli_verify_json_and_traces(server):
     out = subprocess.run([sys.executable, "-m", "clients.cli", "ask", "--server", server.target,
                           "--token", API_TOKEN, "--budget", "64", "--verify", "numeric:579",
-                          "--json", "What is 123+456?"], cwd=REPO, capture_output=True,
+                          "--request-id", "cli-verify-json", "--json", "What is 123+456?"],
+                         cwd=REPO, capture_output=True,
                          text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     v = json.loads(out.stdout)["verification"]
     assert set(v) >= {"kind", "reward", "verdict", "extracted_answer"} and v["kind"] == "numeric"
-    time.sleep(0.5)
+    wait_for_trace(server, "cli-verify-json")  # committed by the trace writer
     out = subprocess.run([sys.executable, "-m", "clients.cli", "traces", "--state-dir",
                           str(server.state_dir), "--json", "--export",
                           str(server.state_dir / "export.jsonl")], cwd=REPO,
@@ -142,6 +143,7 @@ def test_a_poisoning_flood_never_reaches_the_trainers_inputs(server):
     import random
 
     from clients.client import AsyncClient
+    from runtime.config import MODEL_DIR
     from rl_loop.trainer import Trainer, TrainerConfig
 
     rng = random.Random(3)
@@ -173,7 +175,7 @@ def test_a_poisoning_flood_never_reaches_the_trainers_inputs(server):
     assert len(flooded) == 2 * len(pairs) and not any(t.trainable for t in flooded)
     assert {t.untrusted_reason for t in flooded} == {"untrusted_source", "reference_mismatch"}
 
-    trainer = Trainer(TrainerConfig(state_dir=server.state_dir, gate_tasks=5))
+    trainer = Trainer(TrainerConfig(base_model=MODEL_DIR, state_dir=server.state_dir, gate_tasks=5))
     trainer.read_traces()
     flooded_prompts = {f"What is {a}+{b}?" for a, b in pairs}
     assert not flooded_prompts & {prompt for prompt, _, _ in trainer.pool}

@@ -21,6 +21,22 @@ CASES = [
     ("numeric", "46", "46 or 47", "unparseable"),
     ("numeric", "46", "45 46", "unparseable"),
     ("numeric", "46", "forty-six", "unparseable"),
+    # numeric answers in prose
+    ("numeric", "5198", "The answer is 5198.", "correct"),
+    ("numeric", "5198", "The answer is 5199.", "incorrect"),
+    ("numeric", "5198", "5,198", "correct"),
+    ("numeric", "1234567.5", "1,234,567.5", "correct"),
+    ("numeric", "519", "5,19", "unparseable"),
+    ("numeric", "123456", "12,3456", "unparseable"),
+    ("numeric", "46", "$\\boxed{46}$", "correct"),
+    ("numeric", "5", "x = 5", "correct"),
+    ("numeric", "46", "So 12 + 34 = 46.", "correct"),
+    ("numeric", "46", "So 12 + 34 = 47.", "incorrect"),
+    ("numeric", "46", "46. The answer is 46.", "correct"),
+    ("numeric", "5", "maybe 5", "unparseable"),
+    ("numeric", "3", "either 3 or 4", "unparseable"),
+    ("numeric", "5", "It is 5 and also 6", "unparseable"),
+    ("numeric", "5198", "4821+377", "unparseable"),
     ("math", "1/2", "0.5", "correct"),
     ("math", "0.5", "\\frac{1}{2}", "correct"),
     ("math", "0.5", "50%", "correct"),
@@ -34,6 +50,27 @@ CASES = [
     ("math", "3", "\\boxed{3} \\boxed{4}", "incorrect"),
     ("math", "3", "", "unparseable"),
     ("math", "3", "no idea", "unparseable"),
+    # a numeric reference needs a number literal, not arithmetic that evaluates to it
+    ("math", "11", "5+6", "incorrect"),
+    ("math", "11", "12-1", "incorrect"),
+    ("math", "5198", "4821+377", "incorrect"),
+    ("math", "11", "\\boxed{5+6}", "incorrect"),
+    ("math", "11", "$5+6$", "incorrect"),
+    ("math", "11", "11 = 5+6", "incorrect"),
+    ("math", "11", "x = 5+6", "incorrect"),
+    ("math", "2", "\\sqrt{4}", "incorrect"),
+    ("math", "11", "11", "correct"),
+    ("math", "11", "5 + 6 = 11", "correct"),
+    ("math", "11", "5 + 6 = 12", "incorrect"),
+    ("math", "11", "x = 11", "correct"),
+    ("math", "11", "The answer is $11$.", "correct"),
+    ("math", "46", "$\\boxed{46}$", "correct"),
+    ("math", "5198", "5,198", "correct"),
+    ("math", "-3", "-3", "correct"),
+    ("math", "1/2", "\\frac{2}{4}", "correct"),
+    ("math", "-\\frac{1}{2}", "-0.5", "correct"),
+    ("math", "\\frac{1}{2}", "0.5", "correct"),
+    ("math", "2\\sqrt{2}", "\\sqrt{8}", "correct"),   # symbolic reference: closed forms
     ("exact", "Paris", "  paris. ", "correct"),
     ("exact", "Paris", "Lyon", "incorrect"),
     ("choice", "B", "B", "correct"),
@@ -59,6 +96,28 @@ def test_hedges_are_flagged():
     assert "empty" in check("", VerificationSpec("math", "3")).flags
 
 
+@pytest.mark.parametrize("answer", ["5+6", "12-1", "\\boxed{5+6}", "$5+6$", "11 = 5+6"])
+def test_unevaluated_arithmetic_is_flagged(answer):
+    verdict = check(answer, VerificationSpec("math", "11"))
+    assert verdict.verdict == "incorrect" and verdict.flags == ["unevaluated"], verdict
+    assert "number literal" in verdict.detail
+
+
+@pytest.mark.parametrize("answer,flags", [
+    ("maybe 5", ["hedge"]),
+    ("either 5 or 6", ["hedge", "several_answers"]),
+    ("It is 5 and also 6", ["several_answers"]),
+])
+def test_numeric_prose_hedges_are_flagged(answer, flags):
+    assert check(answer, VerificationSpec("numeric", "5")).flags == flags
+
+
+def test_numeric_reports_the_extracted_number():
+    verdict = check("So 4821 + 377 = 5,198.", VerificationSpec("numeric", "5198"))
+    assert verdict.extracted_answer == "5198" and verdict.version == "2"
+    assert check("11", VerificationSpec("math", "11")).version == "2"
+
+
 def test_tolerance():
     assert check("3.14", VerificationSpec("numeric", "3.14159", tolerance=0.01)).reward == 1.0
     assert check("3.14", VerificationSpec("numeric", "3.14159")).reward == 0.0
@@ -68,6 +127,8 @@ def test_tolerance():
     (VerificationSpec("telepathy", "1"), "unknown verifier kind"),
     (VerificationSpec("numeric", ""), "reference must not be empty"),
     (VerificationSpec("numeric", "abc"), "not a number"),
+    (VerificationSpec("numeric", "The answer is 5"), "not a number"),
+    (VerificationSpec("numeric", "5,198"), "not a number"),
     (VerificationSpec("choice", "BB"), "one letter"),
     (VerificationSpec("numeric", "1", tolerance=-1), "tolerance"),
 ])

@@ -130,7 +130,7 @@ class ThinkingOptions(_message.Message):
     def __init__(self, budget: _Optional[int] = ..., min_tokens: _Optional[int] = ..., wrap_up: _Optional[str] = ..., continuation: _Optional[str] = ..., effort: _Optional[_Union[Effort, str]] = ..., hide_thinking: _Optional[bool] = ...) -> None: ...
 
 class GenerateRequest(_message.Message):
-    __slots__ = ("request_id", "prompt", "chat", "sampling", "max_answer_tokens", "thinking", "verification", "shadow")
+    __slots__ = ("request_id", "prompt", "chat", "sampling", "max_answer_tokens", "thinking", "verification", "shadow", "return_tokens", "return_logprobs")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     PROMPT_FIELD_NUMBER: _ClassVar[int]
     CHAT_FIELD_NUMBER: _ClassVar[int]
@@ -139,6 +139,8 @@ class GenerateRequest(_message.Message):
     THINKING_FIELD_NUMBER: _ClassVar[int]
     VERIFICATION_FIELD_NUMBER: _ClassVar[int]
     SHADOW_FIELD_NUMBER: _ClassVar[int]
+    RETURN_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    RETURN_LOGPROBS_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     prompt: str
     chat: Messages
@@ -147,7 +149,9 @@ class GenerateRequest(_message.Message):
     thinking: ThinkingOptions
     verification: VerificationSpec
     shadow: bool
-    def __init__(self, request_id: _Optional[str] = ..., prompt: _Optional[str] = ..., chat: _Optional[_Union[Messages, _Mapping]] = ..., sampling: _Optional[_Union[SamplingOptions, _Mapping]] = ..., max_answer_tokens: _Optional[int] = ..., thinking: _Optional[_Union[ThinkingOptions, _Mapping]] = ..., verification: _Optional[_Union[VerificationSpec, _Mapping]] = ..., shadow: _Optional[bool] = ...) -> None: ...
+    return_tokens: bool
+    return_logprobs: bool
+    def __init__(self, request_id: _Optional[str] = ..., prompt: _Optional[str] = ..., chat: _Optional[_Union[Messages, _Mapping]] = ..., sampling: _Optional[_Union[SamplingOptions, _Mapping]] = ..., max_answer_tokens: _Optional[int] = ..., thinking: _Optional[_Union[ThinkingOptions, _Mapping]] = ..., verification: _Optional[_Union[VerificationSpec, _Mapping]] = ..., shadow: _Optional[bool] = ..., return_tokens: _Optional[bool] = ..., return_logprobs: _Optional[bool] = ...) -> None: ...
 
 class Delta(_message.Message):
     __slots__ = ("index", "channel", "text", "token_count", "forced")
@@ -195,8 +199,20 @@ class Timing(_message.Message):
     total_s: float
     def __init__(self, time_to_first_token_s: _Optional[float] = ..., time_to_first_answer_token_s: _Optional[float] = ..., total_s: _Optional[float] = ...) -> None: ...
 
+class TokenTrace(_message.Message):
+    __slots__ = ("prompt_ids", "completion_ids", "injected", "logprobs")
+    PROMPT_IDS_FIELD_NUMBER: _ClassVar[int]
+    COMPLETION_IDS_FIELD_NUMBER: _ClassVar[int]
+    INJECTED_FIELD_NUMBER: _ClassVar[int]
+    LOGPROBS_FIELD_NUMBER: _ClassVar[int]
+    prompt_ids: _containers.RepeatedScalarFieldContainer[int]
+    completion_ids: _containers.RepeatedScalarFieldContainer[int]
+    injected: _containers.RepeatedScalarFieldContainer[bool]
+    logprobs: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, prompt_ids: _Optional[_Iterable[int]] = ..., completion_ids: _Optional[_Iterable[int]] = ..., injected: _Optional[_Iterable[bool]] = ..., logprobs: _Optional[_Iterable[float]] = ...) -> None: ...
+
 class Finished(_message.Message):
-    __slots__ = ("index", "finish_reason", "usage", "weight_version", "timing", "thinking_end", "forced_continuations", "verification")
+    __slots__ = ("index", "finish_reason", "usage", "weight_version", "timing", "thinking_end", "forced_continuations", "verification", "tokens")
     INDEX_FIELD_NUMBER: _ClassVar[int]
     FINISH_REASON_FIELD_NUMBER: _ClassVar[int]
     USAGE_FIELD_NUMBER: _ClassVar[int]
@@ -205,6 +221,7 @@ class Finished(_message.Message):
     THINKING_END_FIELD_NUMBER: _ClassVar[int]
     FORCED_CONTINUATIONS_FIELD_NUMBER: _ClassVar[int]
     VERIFICATION_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_FIELD_NUMBER: _ClassVar[int]
     index: int
     finish_reason: FinishReason
     usage: Usage
@@ -213,7 +230,8 @@ class Finished(_message.Message):
     thinking_end: ThinkingEndReason
     forced_continuations: int
     verification: VerificationResult
-    def __init__(self, index: _Optional[int] = ..., finish_reason: _Optional[_Union[FinishReason, str]] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., weight_version: _Optional[str] = ..., timing: _Optional[_Union[Timing, _Mapping]] = ..., thinking_end: _Optional[_Union[ThinkingEndReason, str]] = ..., forced_continuations: _Optional[int] = ..., verification: _Optional[_Union[VerificationResult, _Mapping]] = ...) -> None: ...
+    tokens: TokenTrace
+    def __init__(self, index: _Optional[int] = ..., finish_reason: _Optional[_Union[FinishReason, str]] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., weight_version: _Optional[str] = ..., timing: _Optional[_Union[Timing, _Mapping]] = ..., thinking_end: _Optional[_Union[ThinkingEndReason, str]] = ..., forced_continuations: _Optional[int] = ..., verification: _Optional[_Union[VerificationResult, _Mapping]] = ..., tokens: _Optional[_Union[TokenTrace, _Mapping]] = ...) -> None: ...
 
 class Summary(_message.Message):
     __slots__ = ("choices", "verified_correct", "best_index")

@@ -3,6 +3,14 @@
 Strict by default: the answer must hold exactly one final answer. Several different answers
 ("3 or 4", two different boxed values), hedges and empty answers score 0 and are flagged.
 Only the answer part (after `</think>`) is ever passed here.
+
+When the reference is a plain number (integer, decimal, fraction "1/2" or "\\frac{1}{2}",
+optionally negative), the answer's final expression (the last side of an equation, so
+"5 + 6 = 11" ends in "11") must itself be a number literal: an integer, decimal (thousands
+separators allowed), fraction or \\frac of integers, optionally negative, a percentage or
+degrees. Unevaluated arithmetic such as "5+6" or "4821+377" (restating the question) scores 0
+and is flagged `unevaluated`; only that literal is compared with the reference. Symbolic
+references keep full equivalence ("\\sqrt{8}" equals "2\\sqrt{2}").
 """
 
 from __future__ import annotations
@@ -11,16 +19,25 @@ import re
 
 from runtime.verifiers.base import Verdict, VerificationSpec, correct, incorrect, unparseable
 
-VERSION = "1"
+VERSION = "2"
 _HEDGE = re.compile(r"\b(or|either|maybe|possibly)\b", re.IGNORECASE)
 _BOXED = re.compile(r"\\boxed\{")
 _PROSE = re.compile(r"[A-Za-z]+(?:[ ,.'!?-]+[A-Za-z]+)+[ .!?]*")  # words, no math at all
+_LITERAL = re.compile(  # one number: "-12", "5,198", "0.5", "1/2", "\\frac{1}{2}", "50%"
+    r"(\()?[+-]?(?:(?:\d+|\d{1,3}(?:,\d{3})+)(?:\.\d+)?|\.\d+|\d+/\d+"
+    r"|\\[dt]?frac\{[+-]?\d+\}\{\d+\})(?:\\?%|\^\\circ)?(?(1)\))")
 
 
 def _wrap(text: str) -> str:
     """math-verify finds LaTeX inside $...$ or \\boxed{}; plain text is parsed as is."""
     text = text.strip()
     return text if ("$" in text or "\\boxed" in text or "\\(" in text) else f"${text}$"
+
+
+def _literal(text: str) -> str | None:
+    """`text` without spaces if it is one number literal (see the module docstring)."""
+    text = re.sub(r"\s|\$", "", text).rstrip(".")
+    return text if _LITERAL.fullmatch(text) else None
 
 
 def _boxed_contents(text: str) -> list[str]:
@@ -55,5 +72,11 @@ def verify(answer: str, spec: VerificationSpec) -> Verdict:
     if not pred:
         return unparseable("no mathematical answer found", text)
     extracted = str(pred[-1])
+    if _literal(spec.reference):
+        literal = _literal(extracted.split("=")[-1])  # "5 + 6 = 11" ends in "11"
+        if literal is None:
+            return incorrect(extracted, "the reference is a number, so the final answer must be "
+                             "a number literal, not an expression to evaluate", ["unevaluated"])
+        pred = parse(f"${literal}$", parsing_timeout=None)
     ok = mv_verify(gold, pred, timeout_seconds=None)
     return correct(extracted) if ok else incorrect(extracted)
