@@ -126,11 +126,13 @@ def score(model, fmt: ChatFormat, items: list[ValidationItem], max_budget: int) 
     return rewards
 
 
-def accuracy_by_budget(items: list[ValidationItem], rewards: dict[str, float]) -> dict[str, float]:
-    """Mean reward per budget label ("unlimited", "16", ...)."""
+def accuracy_by_budget(items: list[ValidationItem], rewards: dict[str, float],
+                       source: str) -> dict[str, float]:
+    """Mean reward per budget label ("unlimited", "16", ...) of the items from one source."""
     groups: dict[str, list[float]] = {}
     for item in items:
-        groups.setdefault(budget_label(item.budget), []).append(rewards[item.key])
+        if item.source == source:
+            groups.setdefault(budget_label(item.budget), []).append(rewards[item.key])
     return {label: sum(r) / len(r) for label, r in groups.items()}
 
 

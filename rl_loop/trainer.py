@@ -112,6 +112,8 @@ class Trainer:
         builtin = plugins.load(cfg.base_model, "validation_items")
         self.builtin = [gate.ValidationItem.make(**item) for item in
                         (builtin(cfg.gate_tasks) if builtin and cfg.gate_tasks else [])]
+        # what `accuracy` reports per version: the built-in items when there are, else traffic
+        self.accuracy_source = self.builtin[0].source if self.builtin else "traffic"
         self.refill_pool()
         self.scores: dict[str, dict[str, float]] = {}      # version -> item key -> reward
         self.accuracy: dict[str, dict[str, float]] = {}    # version -> budget label -> accuracy
@@ -315,13 +317,15 @@ class Trainer:
         policy = self.policy.merged()
         candidate = gate.score(policy, self.format, items, self.cfg.gate_max_budget)
         decision = gate.decide(items, candidate, served, self.cfg.gate_z, self.cfg.min_validation)
-        self.accuracy[parent] = gate.accuracy_by_budget(items, served)
-        by_budget = gate.accuracy_by_budget(items, candidate)
+        self.accuracy[parent] = gate.accuracy_by_budget(items, served, self.accuracy_source)
+        by_budget = gate.accuracy_by_budget(items, candidate, self.accuracy_source)
         numbers = [int(m["version"][1:]) for m in self.checkpoints.versions()
                    if m["version"][1:].isdigit()]
         version = f"v{max(numbers + [0]) + 1}"
         metrics = {"gate_accuracy": decision.candidate, "gate_baseline": decision.served,
                    "gate_stderr": decision.stderr, "accuracy_by_budget": by_budget,
+                   "traffic_accuracy_by_budget": gate.accuracy_by_budget(items, candidate,
+                                                                         "traffic"),
                    "gate_items": decision.items, "gate_rule": f"paired, z={self.cfg.gate_z}",
                    "step": self.step}
         self.checkpoints.publish(lambda folder: self.policy.write(folder, self.tokenizer), version,

@@ -45,7 +45,9 @@ def test_traffic_trains_publishes_gates_and_swaps(server):
         assert manifest["status"] == "promoted" and "gate_accuracy" in manifest["metrics"]
         by_budget = manifest["metrics"]["accuracy_by_budget"]
         assert set(by_budget) == {"unlimited", "16"} and all(0 <= v <= 1 for v in by_budget.values())
-        assert by_budget["unlimited"] == manifest["metrics"]["gate_accuracy"]
+        metrics = manifest["metrics"]  # the 30 built-in tasks plus the traffic's validation slice
+        assert metrics["gate_items"] > 30 and 0 <= metrics["gate_accuracy"] <= 1
+        assert set(metrics["traffic_accuracy_by_budget"]) <= {"64", "256"}
         assert admin.training_status().state in ("running", "waiting")
     with Client(server.target, token=API_TOKEN) as user:
         assert user.ask("What is 12+34?", budget=16).weight_version == promoted
@@ -85,7 +87,7 @@ def test_mean_reward_rises_on_an_easy_family(server):
     trainer = Trainer(cfg)
     trainer.read_traces = lambda: None  # learn from the four prompts only
     trainer.pool.clear()
-    trainer.pool.extend((prompt, {"kind": "numeric", "reference": reference_for(prompt)}, None)
+    trainer.pool.extend((prompt, {"kind": "numeric", "reference": reference_for(prompt)}, {})
                         for prompt in prompts)
     trainer.cfg.max_steps = trainer.step + 24
 
