@@ -92,3 +92,18 @@ def test_adapter_versions_publish_the_adapter_and_resume_from_it(tmp_path):
     fresh = restarted.policy.merged()  # the new policy starts at the served adapter
     assert all(torch.allclose(fresh.state_dict()[k], v, atol=1e-6)
                for k, v in merged.state_dict().items())
+
+
+def test_micro_batches_accumulate_to_the_same_step(tmp_path):
+    """Gradient accumulation over micro-batches of 1 row gives the step of one full batch."""
+    weights = []
+    for micro_batch in (8, 1):
+        torch.manual_seed(0)
+        trainer = Trainer(TrainerConfig(base_model=MODEL_DIR, state_dir=tmp_path / str(micro_batch),
+                                        gate_tasks=0, lr=1e-3, warmup_steps=1,
+                                        micro_batch=micro_batch))
+        report = trainer.train_step(groups_for(trainer))
+        weights.append((report["loss"], trainer.policy.model.lm_head.weight.detach().clone()))
+    (loss_full, full), (loss_micro, micro) = weights
+    assert loss_full == pytest.approx(loss_micro, abs=1e-6)
+    assert torch.allclose(full, micro, atol=1e-6)
