@@ -432,6 +432,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--snapshot-every", type=int, default=0)
     p.add_argument("--threads", type=int, default=0)
     p.set_defaults(func=cmd_train_base)
+
+    from clients import cmd_build_model
+    cmd_build_model.add_parser(sub)
     return parser
 
 

@@ -113,11 +113,12 @@ def parse_generate(request: pb.GenerateRequest, config: ServerConfig, engine,
     sampling, n = _sampling(request, config)
     t = request.thinking
     if not engine.supports_thinking:
-        asked = [f for f in ("budget", "min_tokens") if t.HasField(f)]
+        asked = [f for f in ("budget", "min_tokens") if getattr(t, f)]  # 0 is allowed
         if asked or t.effort != pb.EFFORT_UNSPECIFIED:
             field = f"thinking.{asked[0]}" if asked else "thinking.effort"
-            raise InvalidRequest(field, "this model has no thinking delimiters configured, so a "
-                                 "thinking budget cannot be enforced")
+            raise InvalidRequest(field, f"this model has no thinking delimiters "
+                                 f"({engine.think_start!r}/{engine.think_end!r} are not single "
+                                 "tokens of its vocabulary), so it cannot think: only budget 0")
     if t.effort not in (pb.EFFORT_UNSPECIFIED, *EFFORT_NAMES):
         raise InvalidRequest("thinking.effort", f"unknown effort value {t.effort}")
     requested = resolve_budget(
