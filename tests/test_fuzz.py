@@ -44,7 +44,8 @@ kinds = st.one_of(st.sampled_from(["", "numeric", "exact", "choice", "math", "co
 
 @st.composite
 def generate_requests(draw) -> pb.GenerateRequest:
-    r = pb.GenerateRequest(request_id=draw(text), shadow=draw(st.booleans()))
+    r = pb.GenerateRequest(request_id=draw(text), shadow=draw(st.booleans()),
+                           return_tokens=draw(st.booleans()), return_logprobs=draw(st.booleans()))
     if draw(st.booleans()):
         r.prompt = draw(prompts)
     elif draw(st.booleans()):
