@@ -54,18 +54,22 @@ def is_validation(prompt: str, share: float) -> bool:
 
 
 class ForceThinkEnd(LogitsProcessor):
-    """Force `</think>` as the (budget+1)-th generated token of rows still thinking."""
+    """Serving's thinking rules for greedy rows still thinking: `</think>` is forced as the
+    (budget+1)-th generated token, and an end of sequence chosen while thinking closes
+    thinking instead (the runtime writes `</think>` there and the answer follows)."""
 
-    def __init__(self, budget: int, prompt_len: int, think_end_id: int):
+    def __init__(self, budget: int, prompt_len: int, think_end_id: int,
+                 eos_ids: frozenset[int] = frozenset()):
         self.budget, self.prompt_len, self.think_end_id = budget, prompt_len, think_end_id
+        self.eos_ids = sorted(eos_ids)
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         generated = input_ids[:, self.prompt_len:]
-        if generated.shape[1] != self.budget:
-            return scores
-        thinking = ~(generated == self.think_end_id).any(dim=1)
-        scores[thinking] = float("-inf")
-        scores[thinking, self.think_end_id] = 0.0
+        thinking = ~(generated == self.think_end_id).any(dim=1)                    # [B]
+        close = thinking if generated.shape[1] == self.budget else thinking & torch.isin(
+            scores.argmax(dim=-1), torch.tensor(self.eos_ids, device=scores.device))
+        scores[close] = float("-inf")
+        scores[close, self.think_end_id] = 0.0
         return scores
 
 
@@ -95,7 +99,7 @@ def _score_batch(model, fmt: ChatFormat, items: list[ValidationItem], budget: in
     thinking = fmt.think_end_id is not None and budget > 0
     room = model.config.max_position_embeddings - width
     processors = LogitsProcessorList(
-        [ForceThinkEnd(budget, width, fmt.think_end_id)] if thinking else [])
+        [ForceThinkEnd(budget, width, fmt.think_end_id, fmt.eos_ids)] if thinking else [])
     out = model.generate(input_ids=ids, attention_mask=attention, do_sample=False,
                          logits_processor=processors, pad_token_id=pad,
                          max_new_tokens=max(1, min(room, (budget + 1 if thinking else 0) + answer)),

@@ -105,6 +105,16 @@ def test_force_think_end_closes_only_open_rows_at_the_budget():
     assert torch.equal(early, torch.zeros(2, 10))  # below the budget: untouched
 
 
+def test_an_end_of_sequence_while_thinking_closes_thinking_as_serving_does():
+    proc = ForceThinkEnd(budget=8, prompt_len=3, think_end_id=9, eos_ids=frozenset({2}))
+    ids = torch.tensor([[1, 1, 1, 5], [1, 1, 1, 9]])
+    scores = torch.zeros(2, 10)
+    scores[:, 2] = 5.0  # both rows would end the sequence
+    out = proc(ids, scores.clone())
+    assert out[0].argmax() == 9  # thinking: closed with </think>, the answer follows
+    assert out[1].argmax() == 2  # answering: the end of sequence stands
+
+
 def test_reap_kills_only_what_a_dead_server_left_behind(tmp_path):
     import psutil
 
