@@ -104,6 +104,37 @@ def test_forced_close_injects_wrap_up_within_budget():
     assert engine.requests[-1][0][-1] == THINK_END and engine.requests[-1][1] == 8
 
 
+def choice_run(engine, budget, min_tokens=0, end_token=THINK_END):
+    plan = make_plan(requested_budget=budget, min_tokens=min_tokens, max_answer_tokens=8,
+                     prompt_tokens=4, context_length=512, wrap_up_ids=ids("\nTime is up.\n"),
+                     continuation_ids=ids("Wait"))
+    choice = gen.ChoiceRun(engine, [VOCAB["<|user|>"], 40, VOCAB["<|assistant|>"],
+                                    VOCAB["<think>"]], plan, gen.Sampling(0.0, 1.0, 0, None),
+                           "r", 0)
+
+    async def drain():
+        return [e async for e in choice.events()]
+    asyncio.run(drain())
+    return choice
+
+
+def test_the_token_trace_marks_exactly_what_the_runtime_injected():
+    a, wrap = ids("a")[0], ids("\nTime is up.\n")
+    forced = choice_run(ScriptedEngine(think_len=100), budget=20)
+    completion, injected, _ = forced.completion()
+    assert completion == [a] * 7 + wrap + [THINK_END] + ids("42") + [EOS]
+    assert injected == [False] * 7 + [True] * (len(wrap) + 1) + [False] * 3
+    natural = choice_run(ScriptedEngine(think_len=3), budget=50)
+    assert natural.completion()[0] == [a] * 3 + [THINK_END] + ids("42") + [EOS]
+    assert not any(natural.completion()[1])  # the model closed thinking itself
+    by_eos = choice_run(ScriptedEngine(think_len=3, end_token=EOS), budget=50)
+    assert by_eos.completion()[0] == [a] * 3 + [THINK_END] + ids("42") + [EOS]
+    assert by_eos.completion()[1] == [False] * 3 + [True] + [False] * 3  # runtime's </think>
+    waited = choice_run(ScriptedEngine(think_len=2), budget=50, min_tokens=4)
+    assert waited.completion()[0][:6] == [a, a] + ids("Wait")
+    assert waited.completion()[1][:6] == [False, False] + [True] * 4
+
+
 def test_wrap_up_longer_than_budget_is_skipped():
     finished, thinking, _, _ = run(ScriptedEngine(think_len=100), budget=5)
     assert thinking == "aaaaa" and finished.thinking_tokens == 5
