@@ -177,13 +177,39 @@ class CheckpointStore:
         history = self.history()
         return history[-1] if history else BASE_VERSION
 
+    def promoted_newest_first(self) -> list[str]:
+        """Distinct promoted versions, newest first, then the base model."""
+        return list(dict.fromkeys(reversed(self.history()))) + [BASE_VERSION]
+
+    def last_good(self) -> str:
+        """The newest promoted version whose checkpoint verifies (what a server starting now
+        serves; the base model when none does)."""
+        for version in self.promoted_newest_first():
+            if version == BASE_VERSION:
+                return version
+            try:
+                self.verified_path(version)
+                return version
+            except CheckpointError:
+                continue
+        return BASE_VERSION
+
     def record_promotion(self, version: str) -> None:
         _write_json_atomic(self.root / "promoted.json", self.history() + [version])
 
-    def record_rollback(self) -> str:
-        """Drop the current version from the history; returns the version now current."""
+    def rollback_target(self, served: str) -> str:
+        """The newest promoted version before the trailing entries equal to `served`."""
+        history = self.history()
+        while history and history[-1] == served:
+            history.pop()
+        return history[-1] if history else BASE_VERSION
+
+    def record_rollback(self, served: str) -> str:
+        """Drop the trailing history entries of `served`; returns the version now current."""
         history = self.history()
         if not history:
             raise CheckpointError("nothing to roll back: the base model is being served")
-        _write_json_atomic(self.root / "promoted.json", history[:-1])
-        return history[-2] if len(history) > 1 else BASE_VERSION
+        while history and history[-1] == served:
+            history.pop()
+        _write_json_atomic(self.root / "promoted.json", history)
+        return history[-1] if history else BASE_VERSION

@@ -95,9 +95,9 @@ class Trainer:
         self.checkpoints = CheckpointStore(cfg.state_dir)
         for name in self.checkpoints.sweep():
             log.warning("removed %s: a publish that was interrupted", name)
-        self.version = self.checkpoints.current()
+        self.version = self.checkpoints.last_good()  # the version a (re)started server serves
         # versions in the order they were served: a sample's lag is its distance in this list
-        self.lineage = [BASE_VERSION, *self.checkpoints.history()]
+        self.lineage = [BASE_VERSION, *self.checkpoints.history(), self.version]
         self.tokenizer = AutoTokenizer.from_pretrained(cfg.base_model)
         self.format = ChatFormat.load(cfg.base_model, self.tokenizer)
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None \
@@ -334,6 +334,7 @@ class Trainer:
                                  adapter_base=self.policy.base_version)
         if decision.promote and (await client.model_info()).weight_version != parent:
             decision.promote, decision.reason = False, "the served version changed meanwhile"
+        self.checkpoints.set_status(version, "candidate", gate=decision.reason)
         if not decision.promote:
             reason = f"gate: {decision.reason}"
             self.checkpoints.set_status(version, "rejected", reason)

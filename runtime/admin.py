@@ -29,21 +29,29 @@ class WeightManager:
 
     def __init__(self, engine: Engine, checkpoints: CheckpointStore, metrics: Metrics):
         self.engine, self.checkpoints, self.metrics = engine, checkpoints, metrics
+        self.serving_note = ""  # why the last promoted version is not served, if it is not
 
     def _path(self, version: str) -> Path:
         return self.engine.model_dir if version == BASE_VERSION else \
             self.checkpoints.verified_path(version)
 
     async def restore(self) -> None:
-        """At start: serve the last promoted version (falls back to the base on corruption)."""
-        version = self.checkpoints.current()
-        if version == BASE_VERSION:
-            return
-        try:
-            await self.swap(version)
-        except CheckpointError as err:
-            log.error("cannot restore promoted version %s (%s); serving the base model",
-                      version, err)
+        """At start: serve the newest promoted version whose checkpoint verifies (the trainer
+        starts from the same one: `CheckpointStore.last_good`), saying what was skipped."""
+        skipped = []
+        for version in self.checkpoints.promoted_newest_first():
+            if version == BASE_VERSION:
+                break
+            try:
+                await self.swap(version)
+                break
+            except CheckpointError as err:
+                skipped.append(f"{version} ({err})")
+        if skipped:
+            self.serving_note = (f"serving {self.engine.weight_version}, the newest intact "
+                                 f"promoted version; skipped {'; '.join(skipped)}")
+            log.error("%s", self.serving_note)
+        self.metrics.set_skipped_versions(len(skipped))
 
     async def swap(self, version: str) -> float:
         """Hot-swap `version` into the live engine (full weights: pause, reload, resume; a LoRA
@@ -68,7 +76,10 @@ class WeightManager:
         return seconds
 
     async def promote(self, version: str) -> tuple[str, float]:
+        """Serve `version` and record it; promoting the version already served is a no-op."""
         previous = self.engine.weight_version
+        if version == previous:
+            return previous, 0.0
         seconds = await self.swap(version)
         self.checkpoints.record_promotion(version)
         if version != BASE_VERSION:
@@ -77,19 +88,22 @@ class WeightManager:
         return previous, seconds
 
     async def rollback(self) -> tuple[str, str, float]:
+        """Back to the last promoted version before the served one that is a different version
+        (or the base model); the served version is marked rolled back."""
         previous = self.engine.weight_version
-        target = self.checkpoints.history()[-2] if len(self.checkpoints.history()) > 1 \
-            else BASE_VERSION
+        target = self.checkpoints.rollback_target(previous)
         seconds = await self.swap(target)  # swap first: the history changes only on success
-        self.checkpoints.record_rollback()
+        self.checkpoints.record_rollback(previous)
         if previous != BASE_VERSION:
             self.checkpoints.set_status(previous, "rolled_back")
         return previous, target, seconds
 
 
 class AdminService(apb_grpc.AdminServicer):
-    def __init__(self, weights: WeightManager, state_dir: Path, ready):
+    def __init__(self, weights: WeightManager, state_dir: Path, ready,
+                 trainer_failure=lambda: ""):
         self.weights, self.state_dir, self.ready = weights, Path(state_dir), ready
+        self.trainer_failure = trainer_failure  # the supervisor's verdict once it gave up
 
     async def _check_ready(self, context) -> None:
         if not self.ready():
@@ -102,7 +116,8 @@ class AdminService(apb_grpc.AdminServicer):
                                     metrics_json=json.dumps(m.get("metrics", {})),
                                     created_at=m["created_at"]) for m in store.versions()]
         return apb.ListVersionsResponse(current=self.weights.engine.weight_version,
-                                        versions=versions, history=store.history())
+                                        versions=versions, history=store.history(),
+                                        serving_note=self.weights.serving_note)
 
     async def Promote(self, request, context):
         await self._check_ready(context)
@@ -129,6 +144,8 @@ class AdminService(apb_grpc.AdminServicer):
         control = self.state_dir / "training_control.json"
         paused = control.is_file() and json.loads(control.read_text()).get("paused", False)
         report = self.state_dir / "trainer_status.json"
+        if failure := self.trainer_failure():
+            return apb.TrainingStatus(state=failure, paused=paused, status_json="{}")
         if report.is_file() and time.time() - report.stat().st_mtime < 120:
             status = json.loads(report.read_text())
             state = "paused" if paused else status.get("state", "running")

@@ -62,6 +62,15 @@ class Metrics:
                                   registry=r)
         self.weight_version = Gauge("rlvr_weight_version_info", "Weight version being served",
                                     ["version"], registry=r)
+        self.trainer_restarts = Gauge("rlvr_trainer_restarts",
+                                      "Restarts of the supervised trainer after a crash",
+                                      registry=r)
+        self.skipped_versions = Gauge(
+            "rlvr_skipped_promoted_versions", "Promoted versions skipped at start because "
+            "their checkpoint did not verify (the newest intact one is served)", registry=r)
+
+    def set_skipped_versions(self, count: int) -> None:
+        self.skipped_versions.set(count)
 
     def set_weight_version(self, version: str) -> None:
         self.weight_version.clear()

@@ -331,7 +331,9 @@ class Server:
         self.service = ReasoningService(config, self.engine, self.metrics, self.auth)
         self.weights = WeightManager(self.engine, CheckpointStore(config.state_dir), self.metrics)
         self.admin = AdminService(self.weights, config.state_dir,
-                                  ready=lambda: self.service.ready and not self.service.draining)
+                                  ready=lambda: self.service.ready and not self.service.draining,
+                                  trainer_failure=lambda: self.trainer.failure if self.trainer
+                                  else "")
         self.health = health.aio.HealthServicer()
         self.grpc: grpc.aio.Server | None = None
         self.trainer: TrainerProcess | None = None
@@ -396,6 +398,7 @@ class Server:
             self.trainer = TrainerProcess(f"{host}:{self.port}", self.config.state_dir,
                                           self.trainer_token, extra)
             self.trainer.start()
+            self.metrics.trainer_restarts.set_function(lambda: self.trainer.restarts)
         orphans.record(self.config.state_dir)
 
     async def drain(self) -> None:

@@ -31,6 +31,8 @@ class TrainerProcess:
         self.proc: asyncio.subprocess.Process | None = None
         self.stopping = False
         self.task: asyncio.Task | None = None
+        self.restarts = 0
+        self.failure = ""  # set once the trainer has exhausted its restarts
 
     def start(self) -> None:
         self.task = asyncio.create_task(self._supervise())
@@ -45,12 +47,16 @@ class TrainerProcess:
             if self.stopping or code == 0:
                 log.info("trainer exited (%d)", code)
                 return
+            if attempt == self.max_restarts:
+                self.failure = (f"failed: exited with status {code} after {self.restarts} "
+                                "restarts; serving goes on without training")
+                log.error("trainer %s", self.failure)
+                return
+            self.restarts = attempt + 1
             delay = self.backoff_s * 2 ** attempt
             log.error("trainer exited with status %d; restart %d/%d in %.0fs", code,
-                      attempt + 1, self.max_restarts, delay)
+                      self.restarts, self.max_restarts, delay)
             await asyncio.sleep(delay)
-        log.error("trainer failed %d times; serving goes on without training",
-                  self.max_restarts + 1)
 
     async def stop(self, grace_s: float = 15.0) -> None:
         """SIGTERM the trainer (it finishes nothing half-way: publishes are atomic), then kill."""

@@ -13,6 +13,7 @@ TOKENIZER = tiny_model.build_tokenizer()
 
 class NoThinkingEngine:
     supports_thinking = False
+    think_start, think_end = "<think>", "</think>"
 
     def render_chat(self, messages):
         return TOKENIZER(messages[-1]["content"], add_special_tokens=False)["input_ids"]
@@ -22,12 +23,17 @@ class NoThinkingEngine:
 
 
 @pytest.mark.parametrize("options,field", [(dict(budget=16), "thinking.budget"),
-                                           (dict(budget=0), "thinking.budget"),
+                                           (dict(min_thinking=4), "thinking.min_tokens"),
                                            (dict(effort="low"), "thinking.effort")])
 def test_budget_on_a_model_without_delimiters_is_rejected(options, field):
     with pytest.raises(InvalidRequest) as err:
         parse_generate(build_request("hi", **options), ServerConfig(), NoThinkingEngine(), 512)
-    assert err.value.field == field and "cannot be enforced" in str(err.value)
+    assert err.value.field == field and "cannot think: only budget 0" in str(err.value)
+
+
+def test_budget_zero_on_a_model_without_delimiters_is_accepted():
+    spec = parse_generate(build_request("hi", budget=0), ServerConfig(), NoThinkingEngine(), 512)
+    assert spec.plan.budget == 0 and spec.plan.requested_budget == 0
 
 
 def test_plain_request_on_a_model_without_delimiters_just_answers():

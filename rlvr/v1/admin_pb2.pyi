@@ -29,14 +29,16 @@ class ListVersionsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ListVersionsResponse(_message.Message):
-    __slots__ = ("current", "versions", "history")
+    __slots__ = ("current", "versions", "history", "serving_note")
     CURRENT_FIELD_NUMBER: _ClassVar[int]
     VERSIONS_FIELD_NUMBER: _ClassVar[int]
     HISTORY_FIELD_NUMBER: _ClassVar[int]
+    SERVING_NOTE_FIELD_NUMBER: _ClassVar[int]
     current: str
     versions: _containers.RepeatedCompositeFieldContainer[VersionInfo]
     history: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, current: _Optional[str] = ..., versions: _Optional[_Iterable[_Union[VersionInfo, _Mapping]]] = ..., history: _Optional[_Iterable[str]] = ...) -> None: ...
+    serving_note: str
+    def __init__(self, current: _Optional[str] = ..., versions: _Optional[_Iterable[_Union[VersionInfo, _Mapping]]] = ..., history: _Optional[_Iterable[str]] = ..., serving_note: _Optional[str] = ...) -> None: ...
 
 class PromoteRequest(_message.Message):
     __slots__ = ("version",)
