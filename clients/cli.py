@@ -215,14 +215,24 @@ def cmd_admin(args: argparse.Namespace) -> int:
 
 def cmd_traces(args: argparse.Namespace) -> int:
     """Counts of the trace log (and a JSONL export)."""
-    from dataclasses import asdict
+    import sqlite3
 
-    from runtime.traces import TraceReader
+    from runtime.traces import DamagedStore, TraceReader
 
     path = args.state_dir / "traces.sqlite"
     if not path.is_file():
         raise CliError(f"no trace log at {path} (is --state-dir the server's state directory?)")
-    reader = TraceReader(path)
+    try:
+        return _print_traces(args, TraceReader(path))
+    except sqlite3.DatabaseError as err:
+        raise CliError(str(DamagedStore(path, err))) from None
+    except DamagedStore as err:
+        raise CliError(str(err)) from None
+
+
+def _print_traces(args: argparse.Namespace, reader) -> int:
+    from dataclasses import asdict
+
     try:
         stats = reader.stats()
         if args.export:

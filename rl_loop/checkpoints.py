@@ -169,8 +169,24 @@ class CheckpointStore:
         return pruned
 
     def history(self) -> list[str]:
+        """The promotion history; a damaged file is a CheckpointError saying how to recover
+        (it is never rewritten by a guess: which versions were served is the operator's)."""
         path = self.root / "promoted.json"
-        return json.loads(path.read_text()) if path.is_file() else []
+        if not path.is_file():
+            return []
+        try:
+            history = json.loads(path.read_text())
+        except (OSError, ValueError) as err:
+            history, problem = None, str(err)
+        else:
+            problem = "not a list of version names"
+        if not (isinstance(history, list) and all(isinstance(v, str) for v in history)):
+            raise CheckpointError(
+                f"{path}: damaged promotion history ({problem}); nothing was changed. Restore "
+                "it (a JSON list of version names, oldest first; each promoted version's "
+                "manifest.json has status 'promoted' and promoted_at), or move it aside to "
+                "serve the base model; every checkpoint folder is kept")
+        return history
 
     def current(self) -> str:
         """The version to serve: the last promoted one, or the base model."""

@@ -21,12 +21,12 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from vllm.exceptions import VLLMClientError
 
-from rl_loop.checkpoints import CheckpointStore
+from rl_loop.checkpoints import CheckpointError, CheckpointStore
 from rlvr.v1 import admin_pb2, admin_pb2_grpc
 from rlvr.v1 import reasoning_pb2 as pb
 from rlvr.v1 import reasoning_pb2_grpc as pb_grpc
 from runtime import generation as gen
-from runtime import orphans, plugins
+from runtime import orphans, plugins, traces
 from runtime.admin import AdminService, WeightManager
 from runtime.auth import AuthInterceptor
 from runtime.budget import InvalidRequest
@@ -379,6 +379,12 @@ class Server:
             await self.grpc.stop(None)
             raise StartupError(str(err)) from None
         self.config.state_dir.mkdir(parents=True, exist_ok=True)
+        try:  # damaged state: one clear line and a non-zero exit, before the engine loads
+            traces.connect(self.config.traces_path, check=True).close()
+            self.weights.checkpoints.history()
+        except (traces.DamagedStore, CheckpointError) as err:
+            await self.grpc.stop(None)
+            raise StartupError(str(err)) from None
         orphans.reap(self.config.state_dir)  # engine processes of a server killed by SIGKILL
         await self.engine.start()
         await self.weights.restore()  # after a restart: the last promoted version

@@ -90,13 +90,30 @@ class Trace:
         return cls(id=row["id"], **values)
 
 
-def connect(path: Path) -> sqlite3.Connection:
+class DamagedStore(RuntimeError):
+    """The trace database cannot be read; the message says where and how to recover."""
+
+    def __init__(self, path: Path, err: Exception):
+        super().__init__(
+            f"{path}: the trace database is damaged ({err}); nothing was changed. To keep what "
+            f"is readable: sqlite3 {path} .recover | sqlite3 {path}.recovered, then move the "
+            f"damaged file aside and the recovered one to {path.name}; or start with another "
+            "--state-dir")
+
+
+def connect(path: Path, check: bool = False) -> sqlite3.Connection:
+    """Open (creating) the database; `check` also verifies every page (`quick_check`)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(path, timeout=30, check_same_thread=False)
-    conn.row_factory = sqlite3.Row
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=FULL")
-    conn.executescript(SCHEMA)
+    try:
+        conn = sqlite3.connect(path, timeout=30, check_same_thread=False)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.executescript(SCHEMA)
+        if check and (result := conn.execute("PRAGMA quick_check").fetchone()[0]) != "ok":
+            raise sqlite3.DatabaseError(result)
+    except sqlite3.DatabaseError as err:
+        raise DamagedStore(path, err) from None
     return conn
 
 

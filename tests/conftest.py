@@ -36,3 +36,11 @@ def client(server):
 
     with Client(server.target, token=API_TOKEN) as c:
         yield c
+
+
+@pytest.fixture(scope="session")
+def smollm2():
+    """(plain, thinking) SmolLM2-135M folders, built on first use (tests/real_model.py)."""
+    from tests.real_model import smollm2_dirs
+
+    return smollm2_dirs()

@@ -27,7 +27,6 @@ from clients.client import Client, RlvrError
 from clients.launch import ServerProcess
 from rl_loop.checkpoints import CheckpointStore
 from tests.conftest import ADMIN_TOKEN
-from tests.real_model import smollm2  # noqa: F401 (fixture)
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 

@@ -14,7 +14,6 @@ from rl_loop import smollm2 as recipe
 from rl_loop.thinking_model import INIT_SCALE, INIT_TOKEN, add_thinking
 from rl_loop.tiny_model import MODEL_DIR
 from runtime.chat_format import ChatFormat
-from tests.real_model import smollm2  # noqa: F401 (fixture)
 
 PROBE = [{"role": "user", "content": "What is 12+34?"}]
 PARAMETERS, HIDDEN, VOCAB = 134_515_008, 576, 49_152
