@@ -57,6 +57,8 @@ class AskResult:
     timing: dict = field(default_factory=dict)
     verification: dict | None = None  # kind, reward, verdict, extracted_answer, ... when verified
     verified_correct: int | None = None  # from the summary: correct choices of the request
+    effective_budget: int = 0            # what the request ran with (defaults fitted)
+    effective_max_answer_tokens: int = 0
 
     def to_dict(self) -> dict:
         from dataclasses import asdict
@@ -158,6 +160,8 @@ def collect(events: Iterable[pb.GenerateEvent]) -> list[AskResult]:
             r.usage = Usage(f.usage.prompt_tokens, f.usage.thinking_tokens, f.usage.answer_tokens)
             r.thinking_end, r.forced_continuations = END_NAMES[f.thinking_end], f.forced_continuations
             r.weight_version, r.finish_reason = f.weight_version, FINISH_NAMES[f.finish_reason]
+            r.effective_budget = f.effective_budget
+            r.effective_max_answer_tokens = f.effective_max_answer_tokens
             r.timing = {"time_to_first_token_s": f.timing.time_to_first_token_s,
                         "time_to_first_answer_token_s": f.timing.time_to_first_answer_token_s,
                         "total_s": f.timing.total_s}

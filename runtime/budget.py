@@ -85,8 +85,15 @@ def resolve_budget(budget: int | None, effort: str | None, *, default: int, maxi
 
 def make_plan(*, requested_budget: int, min_tokens: int | None, max_answer_tokens: int,
               prompt_tokens: int, context_length: int, wrap_up_ids: list[int],
-              continuation_ids: list[int]) -> ThinkingPlan:
-    """Clamp a validated request to the context and return its plan."""
+              continuation_ids: list[int], budget_fits: bool = False,
+              answer_fits: bool = False) -> ThinkingPlan:
+    """Fit a validated request into the context and return its plan.
+
+    Nothing the client set explicitly is cut: a `budget`, `min_tokens` or `max_answer_tokens`
+    that does not fit after the prompt is InvalidRequest naming the field and the room left.
+    Values the client left to the server (`budget_fits` / `answer_fits`: the server default or
+    an effort preset) mean "as much as fits": they are reduced to the room, and the response
+    reports the effective values."""
     _non_negative("thinking.min_tokens", min_tokens)
     min_tokens = min_tokens or 0
     if min_tokens > requested_budget:
@@ -100,9 +107,18 @@ def make_plan(*, requested_budget: int, min_tokens: int | None, max_answer_token
     if room < 1:
         raise InvalidRequest("prompt", f"{prompt_tokens} prompt tokens leave no room in the "
                              f"model's context of {context_length} tokens")
+    left = f"the prompt ({prompt_tokens} tokens) leaves {room} of the model's {context_length}"
+    if max_answer_tokens > room and not answer_fits:
+        raise InvalidRequest("max_answer_tokens", f"{max_answer_tokens} does not fit: {left}")
     answer = min(max_answer_tokens, room)
-    return ThinkingPlan(budget=min(requested_budget, room - answer),
-                        min_tokens=min(min_tokens, requested_budget, room - answer),
+    if requested_budget > room - answer and not budget_fits:
+        raise InvalidRequest("thinking.budget", f"{requested_budget} thinking tokens plus "
+                             f"{answer} answer tokens do not fit: {left}")
+    budget = min(requested_budget, room - answer)
+    if min_tokens > budget:
+        raise InvalidRequest("thinking.min_tokens", f"{min_tokens} does not fit: {left}, "
+                             f"{budget} after {answer} answer tokens")
+    return ThinkingPlan(budget=budget, min_tokens=min_tokens,
                         answer_tokens=answer, wrap_up_ids=tuple(wrap_up_ids),
                         continuation_ids=tuple(continuation_ids),
                         requested_budget=requested_budget)

@@ -139,7 +139,9 @@ def parse_generate(request: pb.GenerateRequest, config: ServerConfig, engine,
                      min_tokens=t.min_tokens if t.HasField("min_tokens") else None,
                      max_answer_tokens=max_answer, prompt_tokens=len(prompt_ids),
                      context_length=context_length, wrap_up_ids=engine.encode_text(wrap_up),
-                     continuation_ids=engine.encode_text(continuation))
+                     continuation_ids=engine.encode_text(continuation),
+                     budget_fits=not t.HasField("budget"),
+                     answer_fits=not request.HasField("max_answer_tokens"))
     verification = _verification(request)
     prompt_text = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
     return GenerateSpec(request_id, prompt_ids, prompt_text, plan, sampling, n, t.hide_thinking,

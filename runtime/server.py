@@ -204,6 +204,9 @@ class ReasoningService(pb_grpc.ReasoningServicer):
                 tokens = token_trace(active.runs[index]) if spec.return_tokens and isinstance(
                     event, gen.Finished) else None
                 message = to_proto(spec.request_id, event, spec.hide_thinking, tokens)
+                if isinstance(event, gen.Finished):
+                    message.finished.effective_budget = spec.plan.budget
+                    message.finished.effective_max_answer_tokens = spec.plan.answer_tokens
                 if spec.best_of_n:
                     held[index].append(message)
                 else:

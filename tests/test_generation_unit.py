@@ -209,6 +209,19 @@ def test_plan_validation_names_fields():
     with pytest.raises(InvalidRequest, match="prompt"):
         make_plan(requested_budget=5, min_tokens=0, max_answer_tokens=4, prompt_tokens=512,
                   context_length=512, wrap_up_ids=[], continuation_ids=[1])
-    plan = make_plan(requested_budget=400, min_tokens=300, max_answer_tokens=32,
-                     prompt_tokens=200, context_length=512, wrap_up_ids=[], continuation_ids=[1])
-    assert plan.budget == 512 - 200 - 1 - 32 and plan.min_tokens == plan.budget
+    fit = dict(prompt_tokens=200, context_length=512, wrap_up_ids=[], continuation_ids=[1])
+    plan = make_plan(requested_budget=400, min_tokens=0, max_answer_tokens=32,
+                     budget_fits=True, **fit)  # the server default: as much as fits
+    assert plan.budget == 512 - 200 - 1 - 32 and plan.requested_budget == 400
+    for field, kwargs in (("thinking.budget", dict(requested_budget=400, min_tokens=0,
+                                                   max_answer_tokens=32)),
+                          ("thinking.min_tokens", dict(requested_budget=400, min_tokens=300,
+                                                       max_answer_tokens=32, budget_fits=True)),
+                          ("max_answer_tokens", dict(requested_budget=0, min_tokens=0,
+                                                     max_answer_tokens=2**31 - 1))):
+        with pytest.raises(InvalidRequest, match=field) as err:
+            make_plan(**kwargs, **fit)
+        assert "leaves 311 of the model's 512" in str(err.value)
+    answer = make_plan(requested_budget=0, min_tokens=0, max_answer_tokens=10_000,
+                       answer_fits=True, **fit)
+    assert answer.answer_tokens == 311

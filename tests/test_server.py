@@ -130,6 +130,31 @@ def test_budget_contract_over_random_requests(server):
     assert continued >= 5 and forced >= 20, (continued, forced)
 
 
+LONG_PROMPT = "What is " + "1+" * 215 + "1?"  # 443 of the tiny model's 512 tokens: 68 left
+
+
+@pytest.mark.parametrize("options,field", [
+    (dict(budget=256), "thinking.budget"),
+    (dict(min_thinking=40), "thinking.min_tokens"),  # the default budget fits 36 tokens
+    (dict(budget=0, max_answer_tokens=100), "max_answer_tokens"),
+    (dict(budget=0, max_answer_tokens=2**31 - 1), "max_answer_tokens")])
+def test_what_the_client_set_is_never_cut_to_fit_the_context(client, options, field):
+    with pytest.raises(RlvrError) as err:
+        client.ask(LONG_PROMPT, **options)
+    assert err.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert err.value.message.startswith(field) and "leaves" in err.value.message, err.value
+
+
+def test_server_defaults_fit_the_context_and_the_response_says_how(client):
+    full = client.ask("What is 1+1?")
+    assert (full.effective_budget, full.effective_max_answer_tokens) == (256, 32)
+    fitted = client.ask(LONG_PROMPT)  # default budget 256, default answer 32: as much as fits
+    prompt = fitted.usage.prompt_tokens
+    assert fitted.effective_max_answer_tokens == 32
+    assert prompt == 443 and fitted.effective_budget == 512 - prompt - 1 - 32 == 36
+    assert fitted.usage.thinking_tokens <= fitted.effective_budget
+
+
 def test_64_concurrent_streams_complete(server):
     async def run_all():
         async with AsyncClient(server.target, token=API_TOKEN) as client:

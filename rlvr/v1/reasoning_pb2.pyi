@@ -212,7 +212,7 @@ class TokenTrace(_message.Message):
     def __init__(self, prompt_ids: _Optional[_Iterable[int]] = ..., completion_ids: _Optional[_Iterable[int]] = ..., injected: _Optional[_Iterable[bool]] = ..., logprobs: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class Finished(_message.Message):
-    __slots__ = ("index", "finish_reason", "usage", "weight_version", "timing", "thinking_end", "forced_continuations", "verification", "tokens")
+    __slots__ = ("index", "finish_reason", "usage", "weight_version", "timing", "thinking_end", "forced_continuations", "verification", "tokens", "effective_budget", "effective_max_answer_tokens")
     INDEX_FIELD_NUMBER: _ClassVar[int]
     FINISH_REASON_FIELD_NUMBER: _ClassVar[int]
     USAGE_FIELD_NUMBER: _ClassVar[int]
@@ -222,6 +222,8 @@ class Finished(_message.Message):
     FORCED_CONTINUATIONS_FIELD_NUMBER: _ClassVar[int]
     VERIFICATION_FIELD_NUMBER: _ClassVar[int]
     TOKENS_FIELD_NUMBER: _ClassVar[int]
+    EFFECTIVE_BUDGET_FIELD_NUMBER: _ClassVar[int]
+    EFFECTIVE_MAX_ANSWER_TOKENS_FIELD_NUMBER: _ClassVar[int]
     index: int
     finish_reason: FinishReason
     usage: Usage
@@ -231,7 +233,9 @@ class Finished(_message.Message):
     forced_continuations: int
     verification: VerificationResult
     tokens: TokenTrace
-    def __init__(self, index: _Optional[int] = ..., finish_reason: _Optional[_Union[FinishReason, str]] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., weight_version: _Optional[str] = ..., timing: _Optional[_Union[Timing, _Mapping]] = ..., thinking_end: _Optional[_Union[ThinkingEndReason, str]] = ..., forced_continuations: _Optional[int] = ..., verification: _Optional[_Union[VerificationResult, _Mapping]] = ..., tokens: _Optional[_Union[TokenTrace, _Mapping]] = ...) -> None: ...
+    effective_budget: int
+    effective_max_answer_tokens: int
+    def __init__(self, index: _Optional[int] = ..., finish_reason: _Optional[_Union[FinishReason, str]] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., weight_version: _Optional[str] = ..., timing: _Optional[_Union[Timing, _Mapping]] = ..., thinking_end: _Optional[_Union[ThinkingEndReason, str]] = ..., forced_continuations: _Optional[int] = ..., verification: _Optional[_Union[VerificationResult, _Mapping]] = ..., tokens: _Optional[_Union[TokenTrace, _Mapping]] = ..., effective_budget: _Optional[int] = ..., effective_max_answer_tokens: _Optional[int] = ...) -> None: ...
 
 class Summary(_message.Message):
     __slots__ = ("choices", "verified_correct", "best_index")
