@@ -52,6 +52,10 @@ class ServerConfig:
     max_n: int = 16
     # Admission: user requests admitted at once (running plus queued); beyond it RESOURCE_EXHAUSTED
     max_pending: int = 512
+    # Fair sharing: choices (n summed over requests) one caller may have in flight at once
+    # (a token, or the host of an anonymous caller); beyond it RESOURCE_EXHAUSTED. 0 = no
+    # limit. Shadow (trainer) samples are scheduled below users in vLLM instead.
+    max_choices_per_caller: int = 128
     max_prompt_chars: int = 1_000_000
     # Engine
     dtype: str = "auto"          # the model's own; or float32, bfloat16, float16
@@ -123,6 +127,9 @@ class ServerConfig:
                      "verifier_workers", "trace_max_rows", "stream_interval"):
             if getattr(self, name) < (0 if name == "default_budget" else 1):
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.max_choices_per_caller < 0:
+            raise ConfigError(f"max_choices_per_caller must be >= 0 (0 = no limit), got "
+                              f"{self.max_choices_per_caller}")
         if not 0 <= self.kv_cache_gib < 1e6:
             raise ConfigError(f"kv_cache_gib must be >= 0 (0 = automatic), got {self.kv_cache_gib}")
         if not 0 <= self.gpu_memory_share <= 1:

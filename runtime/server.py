@@ -66,6 +66,14 @@ def gpu_count() -> int:
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
+def caller_key(principal_name: str) -> str:
+    """Whose share a request counts against: the token, or an anonymous caller's host (every
+    connection of one host is one caller)."""
+    if principal_name.startswith("anonymous@"):
+        return principal_name.rsplit(":", 1)[0]
+    return principal_name
+
+
 class StartupError(RuntimeError):
     """The server cannot start (port in use, unreadable TLS files, ...): a clear message."""
 
@@ -123,6 +131,7 @@ class ReasoningService(pb_grpc.ReasoningServicer):
         self.config, self.engine, self.metrics, self.auth = config, engine, metrics, auth
         self.recorder: Recorder | None = None  # created once the engine (tokenizer) is up
         self.active: dict[str, ActiveRequest] = {}
+        self.choices_by_caller: dict[str, int] = {}  # choices in flight per caller
         self.ready = False
         self.draining = False
 
@@ -149,6 +158,13 @@ class ReasoningService(pb_grpc.ReasoningServicer):
         if len(self.active) >= self.config.max_pending:
             await self._reject(context, "Generate", grpc.StatusCode.RESOURCE_EXHAUSTED,
                                f"admission queue full ({self.config.max_pending} requests)")
+        caller, cap = caller_key(principal.name), self.config.max_choices_per_caller
+        held = self.choices_by_caller.get(caller, 0)
+        if cap and not spec.shadow and held + spec.n > cap:
+            await self._reject(context, "Generate", grpc.StatusCode.RESOURCE_EXHAUSTED,
+                               f"sampling.n: {caller} has {held} choices in flight; each "
+                               f"caller's share is {cap} (max_choices_per_caller)")
+        self.choices_by_caller[caller] = held + spec.n
         active = self.active[spec.request_id] = ActiveRequest()
         self.metrics.queue_depth.inc()
         code = grpc.StatusCode.CANCELLED
@@ -166,6 +182,10 @@ class ReasoningService(pb_grpc.ReasoningServicer):
             await context.abort(code, f"rejected by the engine: {err}")
         finally:
             del self.active[spec.request_id]
+            if (left := self.choices_by_caller[caller] - spec.n) > 0:
+                self.choices_by_caller[caller] = left
+            else:
+                del self.choices_by_caller[caller]
             self.metrics.requests.labels("GenerateShadow" if spec.shadow else "Generate",
                                          code.name).inc()
 

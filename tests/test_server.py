@@ -13,7 +13,7 @@ from grpc_health.v1 import health_pb2
 
 from clients.client import AsyncClient, Client, RlvrError, collect
 from rlvr.v1 import reasoning_pb2 as pb
-from tests.conftest import API_TOKEN, metric_value
+from tests.conftest import API_TOKEN, TRAIN_TOKEN, metric_value
 
 pytestmark = pytest.mark.engine
 
@@ -303,6 +303,30 @@ def test_admission_queue_full_is_resource_exhausted(server):
     codes = asyncio.run(run_all())
     assert codes.count("RESOURCE_EXHAUSTED") > 0 and codes.count("OK") >= 96
     assert set(codes) == {"OK", "RESOURCE_EXHAUSTED"}
+    wait_for_idle(server)
+
+
+def test_one_caller_cannot_take_every_choice(server):
+    """Per-caller share (128 choices in flight): a caller flooding n=16 requests gets
+    RESOURCE_EXHAUSTED naming the share, while another caller is served meanwhile."""
+    async def run_all():
+        async with AsyncClient(server.target, token=API_TOKEN) as flooder, \
+                AsyncClient(server.target, token=TRAIN_TOKEN) as other:
+            async def flood(i):
+                try:
+                    await flooder.ask_n("What is 4821+377?", n=16, budget=200, min_thinking=150,
+                                        seed=i, temperature=1.0)
+                    return "OK"
+                except RlvrError as err:
+                    return err.message if err.code.name == "RESOURCE_EXHAUSTED" else err.code.name
+            floods = [asyncio.create_task(flood(i)) for i in range(12)]
+            await asyncio.sleep(0)
+            served = await other.ask("What is 12+34?", budget=8)
+            return await asyncio.gather(*floods), served
+    codes, served = asyncio.run(run_all())
+    rejected = [c for c in codes if "max_choices_per_caller" in c]
+    assert codes.count("OK") == 8 and len(rejected) == 4, codes  # 8 x 16 = 128 admitted
+    assert served.finish_reason in ("stop", "length")
     wait_for_idle(server)
 
 
