@@ -27,6 +27,15 @@ def model_context_length(model_dir: Path) -> int:
     return int(config["max_position_embeddings"])
 
 
+def model_dtype(model_dir: Path, dtype: str = "auto") -> str:
+    """`auto` = the dtype the model folder declares. (vLLM's own `auto` would run a float32
+    model in half precision, which changes its outputs.)"""
+    if dtype != "auto":
+        return dtype
+    config = json.loads((Path(model_dir) / "config.json").read_text())
+    return str(config.get("dtype") or config.get("torch_dtype") or "auto")
+
+
 def on_cpu() -> bool:
     from vllm.platforms import current_platform
 
@@ -59,7 +68,7 @@ def engine_kwargs(model_dir: Path, settings: EngineSettings = EngineSettings()) 
     kwargs: dict[str, Any] = {
         "model": str(model_dir), "tokenizer": str(model_dir),
         "max_model_len": min(settings.max_model_len or context, context),
-        "dtype": settings.dtype, "seed": settings.seed,
+        "dtype": model_dtype(model_dir, settings.dtype), "seed": settings.seed,
     }
     if on_cpu():
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE",

@@ -64,7 +64,7 @@ def test_engine_settings_apply_cpu_workarounds_only_on_cpu(monkeypatch):
     monkeypatch.setattr(engine_args, "on_cpu", lambda: True)
     cpu = engine_args.engine_kwargs(MODEL_DIR)
     assert cpu["enforce_eager"] and not cpu["enable_chunked_prefill"]
-    assert cpu["dtype"] == "auto" and "gpu_memory_utilization" not in cpu
+    assert cpu["dtype"] == "float32" and "gpu_memory_utilization" not in cpu  # the folder's own
     assert cpu["reasoning_parser"] == "deepseek_r1"
     monkeypatch.setattr(engine_args, "on_cpu", lambda: False)
     gpu = engine_args.engine_kwargs(MODEL_DIR, engine_args.EngineSettings(
