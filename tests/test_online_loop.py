@@ -147,7 +147,7 @@ def test_serve_runs_the_trainer_which_survives_kill_9_of_itself_and_of_the_serve
     mid-traffic: the restart serves the last promoted version, the trainer resumes from its
     cursor and step, and every committed trace is still there."""
     args = "--publish-every 2 --prompts-per-step 4 --group-size 4 --gate-tasks 10 " \
-           "--gate-tolerance 1.0 --poll-s 0.2"
+           "--gate-z 1e9 --min-validation 1 --poll-s 0.2"
     first = ServerProcess(tmp_path, train="on", train_args=args, admin_tokens=[ADMIN_TOKEN])
     state = first.state_dir
     try:
