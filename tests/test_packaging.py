@@ -104,6 +104,8 @@ def test_config_layers_and_errors(tmp_path):
     (["train", "--group-size", "0"], "--group-size"),
     (["train", "--device", "tpu"], "--device"),
     (["train", "--tls-ca", "/nonexistent.pem"], "--tls-ca"),
+    (["train", "--server", "127.0.0.1:1"], "--base-model not given"),  # cannot ask the server
+    (["train", "--base-model", "/nonexistent"], "--base-model"),
     (["serve", "--train", "sometimes"], "--train"),
     (["demo", "--rate", "0"], "--rate"),
     (["demo", "--paused", "-1"], "--paused"),
