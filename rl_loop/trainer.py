@@ -297,7 +297,8 @@ class Trainer:
     async def follow_server(self, client: AsyncClient) -> None:
         """After an admin Promote or Rollback: continue from what is served now (behaviour
         policy, gate baseline and lineage), dropping the trainer's own drift."""
-        served = (await client.model_info()).weight_version
+        info = await client.model_info()
+        served = info.weight_version
         if served == self.version or "->" in served:
             return
         log.warning("the server now serves %s (was %s): an admin action; training continues "
@@ -307,11 +308,17 @@ class Trainer:
         self.policy = self._load_policy()
         self.stats["followed_admin"] += 1
         if self.cfg.lora_rank:
-            self.policy.serve_adapters((await client.model_info()).max_lora_rank)
+            self.policy.serve_adapters(info.max_lora_rank)
 
     async def publish_and_gate(self, client: AsyncClient) -> str:
-        """Publish the current policy; promote it if it passes the gate. Returns the outcome."""
+        """Publish the current policy; promote it if it passes the gate. Returns the outcome.
+        With too few validation items nothing is published (the reason is in the status)."""
         items = self.gate_items()
+        decisive = sum(i.decisive for i in items)
+        if decisive < self.cfg.min_validation:
+            self.stats["gate"] = (f"no promotion: too few validation items ({decisive} < "
+                                  f"{self.cfg.min_validation}); waiting for more traffic")
+            return self.stats["gate"]
         parent = self.version
         served = self._scores(parent, self.policy.served, items)
         policy = self.policy.merged()
@@ -335,6 +342,7 @@ class Trainer:
         if decision.promote and (await client.model_info()).weight_version != parent:
             decision.promote, decision.reason = False, "the served version changed meanwhile"
         self.checkpoints.set_status(version, "candidate", gate=decision.reason)
+        self.stats["gate"] = decision.reason
         if not decision.promote:
             reason = f"gate: {decision.reason}"
             self.checkpoints.set_status(version, "rejected", reason)

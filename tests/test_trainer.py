@@ -107,3 +107,13 @@ def test_micro_batches_accumulate_to_the_same_step(tmp_path):
     (loss_full, full), (loss_micro, micro) = weights
     assert loss_full == pytest.approx(loss_micro, abs=1e-6)
     assert torch.allclose(full, micro, atol=1e-6)
+
+
+def test_too_few_validation_items_publish_nothing_and_say_why(tmp_path):
+    import asyncio
+
+    trainer = Trainer(TrainerConfig(base_model=MODEL_DIR, state_dir=tmp_path, gate_tasks=0,
+                                    min_validation=20))
+    outcome = asyncio.run(trainer.publish_and_gate(client=None))  # never reaches the server
+    assert outcome.startswith("no promotion: too few validation items (0 < 20)")
+    assert trainer.stats["gate"] == outcome and trainer.checkpoints.versions() == []
