@@ -190,7 +190,7 @@ def wait_for_idle(server, timeout: float = 60.0) -> str:
 
 
 def test_cancelling_a_stream_frees_its_slot(server, client):
-    long = dict(budget=4000, min_thinking=3000, max_answer_tokens=32)
+    long = dict(budget=440, min_thinking=430, max_answer_tokens=8)  # as long as fits in 512
     stream = client.stream("What is 4821+377?", **long)
     first = next(stream)
     assert first.WhichOneof("event") == "delta"
@@ -201,14 +201,14 @@ def test_cancelling_a_stream_frees_its_slot(server, client):
 
 def test_deadline_is_respected_and_frees_the_slot(server, client):
     with pytest.raises(RlvrError) as err:
-        client.ask("What is 4821+377?", budget=4000, min_thinking=3000, timeout=0.3)
+        client.ask("What is 4821+377?", budget=440, min_thinking=430, timeout=0.3)
     assert err.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
     wait_for_idle(server)
 
 
 def test_abort_by_request_id(server, client):
-    events = client.stream("What is 4821+377?", request_id="abort-me", budget=4000,
-                           min_thinking=3000)
+    events = client.stream("What is 4821+377?", request_id="abort-me", budget=440,
+                           min_thinking=430)
     first = next(events)  # the request is running and has produced thinking
     assert first.WhichOneof("event") == "delta"
     assert client.abort("abort-me", "no-such-request") == ["abort-me"]
