@@ -23,7 +23,7 @@ import random
 import shutil
 import time
 from collections import OrderedDict, deque
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 import torch
 
@@ -33,8 +33,8 @@ from rl_loop.checkpoints import BASE_VERSION, CheckpointStore
 from rl_loop.grpo import GRPOConfig, group_advantages, grpo_loss
 from rl_loop.logprobs import token_logprobs
 from rl_loop.policy import Policy
+from rl_loop.samples import Sample, samples_from_events
 from rl_loop.trainer_config import TrainerConfig
-from rlvr.v1 import reasoning_pb2 as pb
 from runtime import plugins
 from runtime.chat_format import ChatFormat
 from runtime.traces import TraceReader
@@ -42,31 +42,6 @@ from runtime.traces import TraceReader
 __all__ = ["Sample", "Trainer", "TrainerConfig", "samples_from_events"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Sample:
-    prompt_ids: list[int]
-    completion_ids: list[int]
-    sampled_mask: list[int]  # 1 where the policy sampled the token, 0 where the runtime injected
-    reward: float
-    version: str
-
-
-def samples_from_events(events: list[pb.GenerateEvent]) -> list[Sample]:
-    """One Sample per finished choice, from the exact token ids the server reports
-    (`return_tokens`): never re-tokenised text, which differs from what was sampled for any
-    tokenizer with merges."""
-    samples = []
-    for event in events:
-        if event.WhichOneof("event") != "finished":
-            continue
-        f, t = event.finished, event.finished.tokens
-        reward = f.verification.reward if f.HasField("verification") else 0.0
-        samples.append(Sample(list(t.prompt_ids), list(t.completion_ids),
-                              [0 if injected else 1 for injected in t.injected], reward,
-                              f.weight_version))
-    return samples
 
 
 def pick_device(name: str) -> torch.device:
