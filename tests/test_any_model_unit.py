@@ -140,3 +140,18 @@ def test_validation_is_a_stable_hash_slice():
     chosen = [p for p in prompts if gate.is_validation(p, 0.1)]
     assert 150 < len(chosen) < 250 and chosen == [p for p in prompts if gate.is_validation(p, 0.1)]
     assert not any(gate.is_validation(p, 0.0) for p in prompts)
+
+
+def test_a_bad_plugin_file_is_a_clear_error(tmp_path):
+    from runtime import plugins
+
+    assert plugins.load(tmp_path, "reference_check") is None  # no file: nothing registered
+    for content, needle in (("{nope", "rlvr_plugins.json"),
+                            ('{"reference_check": "no.such.module:f"}', "does not resolve"),
+                            ('{"reference_check": "runtime.plugins:missing"}', "does not resolve")):
+        (tmp_path / plugins.FILE).write_text(content)
+        with pytest.raises(plugins.PluginError, match=needle):
+            plugins.load(tmp_path, "reference_check")
+    with pytest.raises(plugins.PluginError, match="unknown plug-in point"):
+        plugins.load(tmp_path, "something_else")
+    assert plugins.load(MODEL_DIR, "reference_check")("What is 2+3?") == "5"
