@@ -94,7 +94,7 @@ class Trainer:
         self.accuracy: dict[str, dict[str, float]] = {}    # version -> budget label -> accuracy
         self.stats: dict = {"dropped_groups": 0, "groups": 0, "failed_groups": 0,
                             "promoted": 0, "rejected": 0, "stale_samples_dropped": 0,
-                            "followed_admin": 0, "device": str(self.device)}
+                            "followed_admin": 0, "followed_to": "", "device": str(self.device)}
         log.info("trainer on %s for %s at step %d, cursor %d, serving %s, %d prompts in the "
                  "pool, %d validation items", self.device, cfg.base_model, self.step,
                  self.cursor, self.version, len(self.pool), len(self.gate_items()))
@@ -282,8 +282,10 @@ class Trainer:
         self.lineage.append(served)
         self.policy = self._load_policy()
         self.stats["followed_admin"] += 1
+        self.stats["followed_to"] = served
         if self.cfg.lora_rank:
             self.policy.serve_adapters(info.max_lora_rank)
+        self.save_state({})  # report the follow now, not after this step's own publish
 
     async def publish_and_gate(self, client: AsyncClient) -> str:
         """Publish the current policy; promote it if it passes the gate. Returns the outcome.

@@ -164,7 +164,7 @@ def test_online_loop_on_the_real_model(smollm2, tmp_path):
         assert back.current == "v0"
         followed = wait_for(lambda: status().get("followed_admin", 0) >= 1 and status(), 600,
                             "the trainer following the rollback", server.log)
-        assert followed["version"] == "v0"
+        assert followed["followed_to"] == "v0"
         second = wait_for(lambda: next((m for m in store.versions() if m["version"] !=
                                         first["version"] and m["status"] != "candidate"), None),
                           1200, "a candidate trained after the rollback", server.log)
