@@ -78,7 +78,7 @@ def build_request(prompt: str | list[dict[str, str]], *, request_id: str = "",
                   return_logprobs: bool = False) -> pb.GenerateRequest:
     """A GenerateRequest from keyword arguments (None = server default). Verification:
     `verify="KIND:REFERENCE"` (with `tolerance`), or a whole spec as a dict (`kind`,
-    `reference`, `tolerance`, `tests`), e.g. a trace's."""
+    `reference`, `tolerance`, `tests`, `timeout_s`), e.g. a trace's."""
     request = pb.GenerateRequest(request_id=request_id, shadow=shadow,
                                  return_tokens=return_tokens, return_logprobs=return_logprobs)
     if isinstance(prompt, str):
@@ -114,7 +114,7 @@ def build_request(prompt: str | list[dict[str, str]], *, request_id: str = "",
         request.verification.CopyFrom(pb.VerificationSpec(
             kind=spec["kind"], reference=spec.get("reference", ""),
             tolerance=spec.get("tolerance", 0.0), tests=list(spec.get("tests", ())),
-            best_of_n=best_of_n))
+            timeout_s=spec.get("timeout_s"), best_of_n=best_of_n))
     return request
 
 

@@ -35,6 +35,12 @@ class Principal:
     name: str
     can_train: bool
 
+    @property
+    def caller(self) -> str:
+        """Whose share of the engine and the verifiers a request counts against: the token,
+        or an anonymous caller's host (every connection of one host is one caller)."""
+        return self.name.rsplit(":", 1)[0] if self.name.startswith("anonymous@") else self.name
+
 
 class AuthInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, api_tokens: list[str], admin_tokens: list[str],

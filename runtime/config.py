@@ -81,8 +81,16 @@ class ServerConfig:
     # traffic from loopback when auth is off: the local demo) becomes training data.
     train_tokens: list[str] = field(default_factory=list)
     trust_local_anonymous: bool = True
-    # Verification and traces
+    # Verification and traces. Verifier work is queued per caller (round robin) and one
+    # caller holds at most verifier_workers_per_caller workers (0 = half of them, at least
+    # one), so slow references cost their own caller. A request's timeout_s defaults to
+    # verifier_timeout_s and may not exceed max_verifier_timeout_s; a math reference must
+    # parse and compare within reference_check_s at admission.
     verifier_workers: int = 2
+    verifier_workers_per_caller: int = 0
+    verifier_timeout_s: float = 10.0
+    max_verifier_timeout_s: float = 30.0
+    reference_check_s: float = 2.0
     trace_max_rows: int = 1_000_000
     trace_max_age_days: float = 30.0
     feedback_window_s: float = 86400.0
@@ -111,6 +119,11 @@ class ServerConfig:
                               think_end=self.think_end)
 
     @property
+    def verifier_share(self) -> int:
+        """Verifier workers one caller may hold at once."""
+        return self.verifier_workers_per_caller or max(1, self.verifier_workers // 2)
+
+    @property
     def traces_path(self) -> Path:
         return self.state_dir / "traces.sqlite"
 
@@ -130,6 +143,14 @@ class ServerConfig:
         if self.max_choices_per_caller < 0:
             raise ConfigError(f"max_choices_per_caller must be >= 0 (0 = no limit), got "
                               f"{self.max_choices_per_caller}")
+        if not 0 <= self.verifier_workers_per_caller <= self.verifier_workers:
+            raise ConfigError(f"verifier_workers_per_caller must be in [0, verifier_workers] "
+                              f"(0 = half), got {self.verifier_workers_per_caller}")
+        for name in ("verifier_timeout_s", "max_verifier_timeout_s", "reference_check_s"):
+            if not 0 < getattr(self, name) <= 3600:
+                raise ConfigError(f"{name} must be in (0, 3600] seconds, got {getattr(self, name)}")
+        if self.verifier_timeout_s > self.max_verifier_timeout_s:
+            raise ConfigError("verifier_timeout_s must not exceed max_verifier_timeout_s")
         if not 0 <= self.kv_cache_gib < 1e6:
             raise ConfigError(f"kv_cache_gib must be >= 0 (0 = automatic), got {self.kv_cache_gib}")
         if not 0 <= self.gpu_memory_share <= 1:

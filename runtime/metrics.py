@@ -52,6 +52,10 @@ class Metrics:
                                      ["kind", "verdict", "weight_version"], registry=r)
         self.verifier_seconds = Histogram("rlvr_verifier_seconds", "Time to a verdict",
                                           ["kind"], buckets=LATENCY_BUCKETS, registry=r)
+        self.verifier_jobs_waiting = Gauge("rlvr_verifier_jobs_waiting", "Verifier jobs "
+                                           "queued (their callers' shares are in use)", registry=r)
+        self.verifier_workers_busy = Gauge("rlvr_verifier_workers_busy", "Verifier workers "
+                                           "running a job", registry=r)
         self.traces_written = Gauge("rlvr_traces_written", "Traces committed to the trace log "
                                     "since start", registry=r)
         self.trace_queue_depth = Gauge("rlvr_trace_queue_depth", "Traces waiting for the "

@@ -23,7 +23,6 @@ from runtime.config import ServerConfig
 from runtime.generation import ChoiceRun, Finished
 from runtime.metrics import Metrics
 from runtime.traces import Trace, TraceReader, TraceStore
-from runtime.verifiers import validate_spec
 from runtime.verifiers.base import CORRECT, INCORRECT, UNPARSEABLE, Verdict, VerificationSpec
 from runtime.verifiers.numeric import numeric_equal
 from runtime.verifiers.pool import VerifierPool
@@ -70,16 +69,25 @@ class Recorder:
                  reference_check: ReferenceCheck | None = None):
         self.config, self.metrics, self.tokenizer = config, metrics, tokenizer
         self.reference_check = reference_check
-        self.pool = VerifierPool(config.verifier_workers)
+        self.pool = VerifierPool(config.verifier_workers, config.verifier_share)
         self.store = TraceStore(config.traces_path, config.trace_max_rows,
                                 config.trace_max_age_days)
         self.reader = TraceReader(config.traces_path)
         self.recent: OrderedDict[str, tuple[float, list[Trace]]] = OrderedDict()
         metrics.trace_queue_depth.set_function(lambda: self.store.queue_depth)
+        metrics.verifier_jobs_waiting.set_function(lambda: self.pool.waiting)
+        metrics.verifier_workers_busy.set_function(lambda: self.pool.busy)
         metrics.traces_written.set_function(lambda: self.store.written)
 
-    async def verify(self, answer: str, spec: VerificationSpec, weight_version: str) -> Verdict:
-        verdict = await self.pool.verify(answer, spec)
+    async def check_reference(self, spec: VerificationSpec, caller: str) -> str:
+        """'' when the reference is cheap to use, else why not (run in the caller's share)."""
+        if spec.kind != "math":  # the other kinds were fully checked by validate_spec
+            return ""
+        return await self.pool.check_reference(spec, caller, self.config.reference_check_s)
+
+    async def verify(self, answer: str, spec: VerificationSpec, weight_version: str,
+                     caller: str) -> Verdict:
+        verdict = await self.pool.verify(answer, spec, caller)
         self.metrics.verifications.labels(spec.kind, verdict.verdict, weight_version).inc()
         self.metrics.verifier_seconds.labels(spec.kind).observe(verdict.seconds)
         return verdict
@@ -134,15 +142,10 @@ class Recorder:
     async def feedback(self, request_id: str, index: int, principal: Principal,
                        reward: float | None, spec: VerificationSpec | None,
                        replace: bool) -> tuple[Verdict, bool]:
-        """Attach a delayed reward (or verify now against a spec); returns (verdict, trainable)."""
+        """Attach a delayed reward (or verify now against a spec the server validated);
+        returns (verdict, trainable)."""
         if reward is not None and not 0.0 <= reward <= 1.0:
             raise FeedbackError(grpc.StatusCode.INVALID_ARGUMENT, "reward: must be in [0, 1]")
-        if spec is not None:
-            try:
-                validate_spec(spec)
-            except ValueError as err:
-                raise FeedbackError(grpc.StatusCode.INVALID_ARGUMENT,
-                                    f"verification: {err}") from None
         self.store.flush()
         trace = self._find(request_id, index)
         if trace.feedback_at is not None and not replace:
@@ -151,7 +154,7 @@ class Recorder:
                                 "feedback (set replace to overwrite it)")
         if spec is not None:
             answer = self.tokenizer.decode(trace.answer_ids, skip_special_tokens=True)
-            verdict = await self.verify(answer, spec, trace.weight_version)
+            verdict = await self.verify(answer, spec, trace.weight_version, principal.caller)
             trace.spec = spec.to_dict()
         else:
             verdict = Verdict(reward, FEEDBACK, verifier=FEEDBACK)

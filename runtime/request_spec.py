@@ -14,7 +14,7 @@ from rlvr.v1 import reasoning_pb2 as pb
 from runtime.budget import InvalidRequest, ThinkingPlan, make_plan, resolve_budget
 from runtime.config import ServerConfig
 from runtime.generation import Sampling
-from runtime.verifiers import validate_spec
+from runtime.verifiers import SpecError, validate_spec
 from runtime.verifiers.base import VerificationSpec
 
 EFFORT_NAMES = {pb.EFFORT_LOW: "low", pb.EFFORT_MEDIUM: "medium", pb.EFFORT_HIGH: "high"}
@@ -45,18 +45,20 @@ class GenerateSpec:
         return thinking, sampling
 
 
-def _verification(request: pb.GenerateRequest) -> VerificationSpec | None:
-    if not request.HasField("verification"):
-        return None
-    v = request.verification
+def verification_spec(v: pb.VerificationSpec, config: ServerConfig) -> VerificationSpec:
+    """The spec a request or a feedback carries, validated cheaply (the reference's slow
+    check is the verifier pool's, at admission); raises InvalidRequest naming the field."""
+    timeout = v.timeout_s if v.HasField("timeout_s") else config.verifier_timeout_s
+    if not 0 < timeout <= config.max_verifier_timeout_s:
+        raise InvalidRequest("verification.timeout_s", f"must be in (0, "
+                             f"{config.max_verifier_timeout_s:g}] seconds (the server's "
+                             f"max_verifier_timeout_s), got {timeout:g}")
     spec = VerificationSpec(kind=v.kind, reference=v.reference, tolerance=v.tolerance,
-                            tests=tuple(v.tests))
+                            tests=tuple(v.tests), timeout_s=timeout)
     try:
         validate_spec(spec)
-    except ValueError as err:
-        field = "verification.kind" if "kind" in str(err) else (
-            "verification.tests" if "test" in str(err) else "verification.reference")
-        raise InvalidRequest(field, str(err)) from None
+    except SpecError as err:
+        raise InvalidRequest(f"verification.{err.field}", str(err)) from None
     return spec
 
 
@@ -142,7 +144,8 @@ def parse_generate(request: pb.GenerateRequest, config: ServerConfig, engine,
                      continuation_ids=engine.encode_text(continuation),
                      budget_fits=not t.HasField("budget"),
                      answer_fits=not request.HasField("max_answer_tokens"))
-    verification = _verification(request)
+    verification = (verification_spec(request.verification, config)
+                    if request.HasField("verification") else None)
     prompt_text = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
     return GenerateSpec(request_id, prompt_ids, prompt_text, plan, sampling, n, t.hide_thinking,
                         verification, verification is not None and request.verification.best_of_n,

@@ -35,9 +35,8 @@ from runtime.config import ServerConfig
 from runtime.engine import Engine
 from runtime.metrics import Metrics
 from runtime.recorder import FeedbackError, Recorder, RequestContext
-from runtime.request_spec import EFFORT_NAMES, GenerateSpec, parse_generate
+from runtime.request_spec import EFFORT_NAMES, GenerateSpec, parse_generate, verification_spec
 from runtime.trainer_process import TrainerProcess
-from runtime.verifiers.base import VerificationSpec
 
 log = logging.getLogger(__name__)
 
@@ -60,14 +59,6 @@ def gpu_count() -> int:
     import torch
 
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
-
-
-def caller_key(principal_name: str) -> str:
-    """Whose share a request counts against: the token, or an anonymous caller's host (every
-    connection of one host is one caller)."""
-    if principal_name.startswith("anonymous@"):
-        return principal_name.rsplit(":", 1)[0]
-    return principal_name
 
 
 class StartupError(RuntimeError):
@@ -114,7 +105,7 @@ class ReasoningService(pb_grpc.ReasoningServicer):
         if len(self.active) >= self.config.max_pending:
             await self._reject(context, "Generate", grpc.StatusCode.RESOURCE_EXHAUSTED,
                                f"admission queue full ({self.config.max_pending} requests)")
-        caller, cap = caller_key(principal.name), self.config.max_choices_per_caller
+        caller, cap = principal.caller, self.config.max_choices_per_caller
         held = self.choices_by_caller.get(caller, 0)
         if cap and not spec.shadow and held + spec.n > cap:
             await self._reject(context, "Generate", grpc.StatusCode.RESOURCE_EXHAUSTED,
@@ -129,6 +120,10 @@ class ReasoningService(pb_grpc.ReasoningServicer):
                                          thinking_options, sampling_options, spec.verification,
                                          spec.shadow)
         try:
+            if spec.verification is not None and (problem := await self.recorder.check_reference(
+                    spec.verification, caller)):
+                code = grpc.StatusCode.INVALID_ARGUMENT
+                await context.abort(code, f"verification.reference: {problem}")
             async with aclosing(self._events(spec, active, request_context)) as events:
                 async for event in events:
                     yield event
@@ -213,7 +208,8 @@ class ReasoningService(pb_grpc.ReasoningServicer):
                     if isinstance(event, gen.Finished):
                         if request.spec is not None:
                             event.verification = await self.recorder.verify(
-                                run.state.answer_text, request.spec, event.weight_version)
+                                run.state.answer_text, request.spec, event.weight_version,
+                                request.principal.caller)
                         if not request.shadow:
                             self.recorder.record(request, run, event)
                     queue.put_nowait((run.index, event))
@@ -262,12 +258,17 @@ class ReasoningService(pb_grpc.ReasoningServicer):
         if which is None:
             await self._reject(context, "SubmitFeedback", grpc.StatusCode.INVALID_ARGUMENT,
                                "feedback: set reward or verification")
+        principal = self.auth.principal(context.invocation_metadata(), context.peer())
         spec = None
         if which == "verification":
-            v = request.verification
-            spec = VerificationSpec(kind=v.kind, reference=v.reference, tolerance=v.tolerance,
-                                    tests=tuple(v.tests))
-        principal = self.auth.principal(context.invocation_metadata(), context.peer())
+            try:
+                spec = verification_spec(request.verification, self.config)
+            except InvalidRequest as err:
+                await self._reject(context, "SubmitFeedback", grpc.StatusCode.INVALID_ARGUMENT,
+                                   str(err))
+            if problem := await self.recorder.check_reference(spec, principal.caller):
+                await self._reject(context, "SubmitFeedback", grpc.StatusCode.INVALID_ARGUMENT,
+                                   f"verification.reference: {problem}")
         try:
             verdict, trainable = await self.recorder.feedback(
                 request.request_id, request.index, principal,

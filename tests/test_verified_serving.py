@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 import pytest
@@ -74,6 +75,61 @@ def test_bad_verification_spec_is_invalid_argument(client):
         with pytest.raises(RlvrError) as err:
             client.ask("What is 1+2?", verify=verify)
         assert err.value.code == grpc.StatusCode.INVALID_ARGUMENT and field in err.value.message
+
+
+def test_verification_timeout_is_the_callers_within_the_servers_cap(server, trainer_client):
+    spec = {"kind": "numeric", "reference": "46", "timeout_s": 31}
+    with pytest.raises(RlvrError) as err:
+        trainer_client.ask("What is 12+34?", budget=16, spec=spec)
+    assert err.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert "verification.timeout_s: must be in (0, 30] seconds" in err.value.message
+    trainer_client.ask("What is 12+34?", budget=16, spec=spec | {"timeout_s": 5},
+                       request_id="timeout-5")
+    trainer_client.ask("What is 12+34?", budget=16, verify="numeric:46",
+                       request_id="timeout-default")
+    assert wait_for_trace(server, "timeout-5")[0].spec["timeout_s"] == 5
+    assert wait_for_trace(server, "timeout-default")[0].spec["timeout_s"] == 10
+
+
+def test_a_reference_too_slow_to_compare_is_invalid_argument(trainer_client):
+    """Parsing "2^{2^{100}}" is instant; comparing anything with it never ends. The admission
+    check (2 s, in the caller's verifier share) catches it before any generation."""
+    trainer_client.ask("What is 2+2?", budget=16, request_id="slow-reference")
+    for call in (lambda: trainer_client.ask("What is 2+2?", budget=16, verify="math:2^{2^{100}}"),
+                 lambda: trainer_client.feedback("slow-reference", verify="math:2^{2^{100}}")):
+        with pytest.raises(RlvrError) as err:
+            call()
+        assert err.value.code == grpc.StatusCode.INVALID_ARGUMENT
+        assert "verification.reference: did not parse and compare within 2s" in err.value.message
+    with pytest.raises(RlvrError) as err:
+        trainer_client.ask("What is 2+2?", budget=16, verify="math:\\boxed{}")
+    assert "verification.reference" in err.value.message and "cannot be parsed" in err.value.message
+    ok = trainer_client.ask("What is 2+2?", budget=16, verify="math:4").verification
+    assert ok["verdict"] in ("correct", "incorrect")
+
+
+ENDLESS = {"kind": "code", "tests": ["assert any(iter(int, 1))"] * 4, "timeout_s": 8}
+
+
+def test_slow_verification_costs_only_its_own_caller(server, client, trainer_client):
+    """One caller's endless tests hold one verifier worker of two (its share); the other
+    caller's verified request gets the free worker while the first caller's jobs wait."""
+    def gauge(name: str) -> float:
+        return metric_value(server.metrics(), name)
+
+    with ThreadPoolExecutor(3) as pool:
+        flood = [pool.submit(client.ask, "What is 4821+377?", budget=16, spec=ENDLESS)
+                 for _ in range(3)]
+        deadline = time.monotonic() + 120
+        while not (gauge("rlvr_verifier_workers_busy") == 1
+                   and gauge("rlvr_verifier_jobs_waiting") == 2):
+            assert time.monotonic() < deadline, "the flood's jobs never queued behind its share"
+            time.sleep(0.05)
+        result = trainer_client.ask("What is 12+34?", budget=16, verify="numeric:46")
+        assert result.verification["verdict"] in ("correct", "incorrect")
+        assert not any(f.done() for f in flood)  # served while the flood waited for its share
+        verdicts = [f.result(timeout=120).verification["verdict"] for f in flood]
+    assert set(verdicts) <= {"incorrect", "timeout"}
 
 
 def test_best_of_n_returns_only_the_best_verified_choice(trainer_client):

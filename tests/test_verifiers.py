@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
-from runtime.verifiers import check, validate_spec
+from runtime.verifiers import SpecError, check, validate_spec
 from runtime.verifiers.base import VerificationSpec
 from runtime.verifiers.pool import VerifierPool
 
@@ -123,18 +125,22 @@ def test_tolerance():
     assert check("3.14", VerificationSpec("numeric", "3.14159")).reward == 0.0
 
 
-@pytest.mark.parametrize("spec,needle", [
-    (VerificationSpec("telepathy", "1"), "unknown verifier kind"),
-    (VerificationSpec("numeric", ""), "reference must not be empty"),
-    (VerificationSpec("numeric", "abc"), "not a number"),
-    (VerificationSpec("numeric", "The answer is 5"), "not a number"),
-    (VerificationSpec("numeric", "5,198"), "not a number"),
-    (VerificationSpec("choice", "BB"), "one letter"),
-    (VerificationSpec("numeric", "1", tolerance=-1), "tolerance"),
+@pytest.mark.parametrize("spec,field,needle", [
+    (VerificationSpec("telepathy", "1"), "kind", "unknown verifier kind"),
+    (VerificationSpec("numeric", ""), "reference", "must not be empty"),
+    (VerificationSpec("numeric", "abc"), "reference", "not a number"),
+    (VerificationSpec("numeric", "The answer is 5"), "reference", "not a number"),
+    (VerificationSpec("numeric", "5,198"), "reference", "not a number"),
+    (VerificationSpec("choice", "BB"), "reference", "one letter"),
+    (VerificationSpec("numeric", "1", tolerance=-1), "tolerance", "must be >= 0"),
+    (VerificationSpec("math", "1" * 5000), "reference", "longer than 4096"),
+    (VerificationSpec("code", tests=("assert True",) * 65), "tests", "at most 64 tests"),
+    (VerificationSpec("numeric", "1", timeout_s=0), "timeout_s", "positive"),
 ])
-def test_bad_specs_are_rejected(spec, needle):
-    with pytest.raises(ValueError, match=needle):
+def test_bad_specs_are_rejected_naming_the_field(spec, field, needle):
+    with pytest.raises(SpecError, match=needle) as err:
         validate_spec(spec)
+    assert err.value.field == field
 
 
 def test_pool_kills_a_hung_verifier_and_keeps_serving(monkeypatch):
@@ -145,5 +151,56 @@ def test_pool_kills_a_hung_verifier_and_keeps_serving(monkeypatch):
         verdict = pool.verify_blocking("(x+2)^{3000}-1", slow)
         assert verdict.verdict == "timeout" and verdict.seconds < 5
         assert pool.verify_blocking("46", VerificationSpec("numeric", "46")).verdict == "correct"
+    finally:
+        pool.close()
+
+
+POISON = VerificationSpec("math", "2^{2^{100}}", timeout_s=3.0)  # comparing never ends
+
+
+def test_pool_gives_one_caller_at_most_its_share():
+    """A caller whose jobs hang holds one worker of two; another caller's job runs at once."""
+    pool = VerifierPool(2, per_caller=1)
+    try:
+        finished = []
+        flood = [pool.submit("verify", "5", POISON, "flood") for _ in range(3)]
+        for future in flood:
+            future.add_done_callback(lambda _: finished.append("flood"))
+        quick = pool.submit("verify", "46", VerificationSpec("numeric", "46"), "user")
+        assert quick.result(timeout=60).verdict == "correct"
+        assert finished == []  # the user did not wait for any of the flood's jobs
+        assert [f.result(timeout=60).verdict for f in flood] == ["timeout"] * 3
+    finally:
+        pool.close()
+
+
+def test_pool_serves_waiting_callers_in_turn():
+    pool = VerifierPool(1)
+    try:
+        order = []
+        numeric = VerificationSpec("numeric", "1")
+        jobs = [("a1", "5", POISON, "a"), ("a2", "1", numeric, "a"), ("a3", "1", numeric, "a"),
+                ("b1", "1", numeric, "b")]
+        futures = []
+        for name, answer, spec, caller in jobs:  # a1 holds the worker while the rest queue
+            futures.append(pool.submit("verify", answer, spec, caller))
+            futures[-1].add_done_callback(lambda _, name=name: order.append(name))
+        for future in futures:
+            future.result(timeout=60)
+        assert order == ["a1", "b1", "a2", "a3"]  # b was never served, so it goes before a
+    finally:
+        pool.close()
+
+
+def test_references_are_checked_under_a_short_timeout():
+    pool = VerifierPool(1)
+    try:
+        def problem(reference: str) -> str:
+            return asyncio.run(pool.check_reference(VerificationSpec("math", reference), "c",
+                                                    timeout_s=2.0))
+        assert problem(r"\frac{3}{4}") == "" and problem("(10^{3})!") == ""
+        assert "did not parse and compare within 2s" in problem("2^{2^{100}}")
+        assert "cannot be parsed as math" in problem("\\")
+        assert problem("12") == ""  # the pool is healthy after killing the stuck worker
     finally:
         pool.close()

@@ -50,18 +50,20 @@ FINISH_REASON_LENGTH: FinishReason
 FINISH_REASON_ABORTED: FinishReason
 
 class VerificationSpec(_message.Message):
-    __slots__ = ("kind", "reference", "tolerance", "tests", "best_of_n")
+    __slots__ = ("kind", "reference", "tolerance", "tests", "best_of_n", "timeout_s")
     KIND_FIELD_NUMBER: _ClassVar[int]
     REFERENCE_FIELD_NUMBER: _ClassVar[int]
     TOLERANCE_FIELD_NUMBER: _ClassVar[int]
     TESTS_FIELD_NUMBER: _ClassVar[int]
     BEST_OF_N_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
     kind: str
     reference: str
     tolerance: float
     tests: _containers.RepeatedScalarFieldContainer[str]
     best_of_n: bool
-    def __init__(self, kind: _Optional[str] = ..., reference: _Optional[str] = ..., tolerance: _Optional[float] = ..., tests: _Optional[_Iterable[str]] = ..., best_of_n: _Optional[bool] = ...) -> None: ...
+    timeout_s: float
+    def __init__(self, kind: _Optional[str] = ..., reference: _Optional[str] = ..., tolerance: _Optional[float] = ..., tests: _Optional[_Iterable[str]] = ..., best_of_n: _Optional[bool] = ..., timeout_s: _Optional[float] = ...) -> None: ...
 
 class VerificationResult(_message.Message):
     __slots__ = ("kind", "reward", "verdict", "extracted_answer", "verifier_version", "seconds", "detail", "flags")

@@ -1,7 +1,9 @@
 """Verifier registry: one interface (answer text, VerificationSpec) -> Verdict for every kind.
 
 `check(answer, spec)` runs a verifier in the current process (use it in worker processes);
-the server goes through `pool.VerifierPool`, which adds hard per-item timeouts.
+the server goes through `pool.VerifierPool`, which adds hard per-item timeouts and fairness.
+`validate_spec` is the cheap in-process check of a spec; `check_reference` is the one that
+may be slow (math: parse and compare the reference), so the pool runs it under a timeout.
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ from typing import Callable
 
 from runtime.verifiers import code, numeric, text
 from runtime.verifiers import math as math_verifier
-from runtime.verifiers.base import ERROR, Verdict, VerificationSpec
+from runtime.verifiers.base import CORRECT, ERROR, Verdict, VerificationSpec
+
+MAX_REFERENCE_CHARS, MAX_TESTS, MAX_TEST_CHARS = 4096, 64, 4096
 
 # kind -> (verifier, version)
 REGISTRY: dict[str, tuple[Callable[[str, VerificationSpec], Verdict], str]] = {
@@ -23,29 +27,55 @@ REGISTRY: dict[str, tuple[Callable[[str, VerificationSpec], Verdict], str]] = {
 }
 
 
+class SpecError(ValueError):
+    """A spec that cannot be used; `field` is the spec field at fault."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+
+
 def validate_spec(spec: VerificationSpec) -> None:
-    """Cheap checks of a spec before any generation; raises ValueError naming the problem."""
+    """Cheap checks of a spec before any generation; raises SpecError naming the field."""
     if spec.kind not in REGISTRY:
-        raise ValueError(f"unknown verifier kind {spec.kind!r} (one of {', '.join(REGISTRY)})")
+        raise SpecError("kind", f"unknown verifier kind {spec.kind!r} (one of "
+                        f"{', '.join(REGISTRY)})")
+    if len(spec.reference) > MAX_REFERENCE_CHARS:
+        raise SpecError("reference", f"longer than {MAX_REFERENCE_CHARS} characters")
     if spec.kind == "code":
         if not spec.tests:
-            raise ValueError("code verification needs at least one test")
+            raise SpecError("tests", "code verification needs at least one test")
+        if len(spec.tests) > MAX_TESTS or any(len(t) > MAX_TEST_CHARS for t in spec.tests):
+            raise SpecError("tests", f"at most {MAX_TESTS} tests of at most {MAX_TEST_CHARS} "
+                            "characters")
         for test in spec.tests:
             try:
                 code.parse_test(test)
             except (SyntaxError, ValueError, TypeError) as err:
-                raise ValueError(f"bad test {test!r}: {err}") from None
+                raise SpecError("tests", f"bad test {test!r}: {err}") from None
     elif not spec.reference.strip():
-        raise ValueError("reference must not be empty")
+        raise SpecError("reference", "must not be empty")
     if spec.kind == "numeric" and numeric.parse_number(spec.reference) is None:
-        raise ValueError(f"reference {spec.reference!r} is not a number")
+        raise SpecError("reference", f"{spec.reference!r} is not a number")
     if spec.kind == "choice" and not (len(spec.reference.strip()) == 1
                                       and spec.reference.strip().isalpha()):
-        raise ValueError(f"choice reference must be one letter, got {spec.reference!r}")
+        raise SpecError("reference", f"a choice reference must be one letter, got "
+                        f"{spec.reference!r}")
     if spec.tolerance < 0 or spec.tolerance != spec.tolerance:
-        raise ValueError("tolerance must be >= 0")
-    if not 0 < spec.timeout_s <= 60:
-        raise ValueError("timeout_s must be in (0, 60]")
+        raise SpecError("tolerance", f"must be >= 0, got {spec.tolerance}")
+    if not spec.timeout_s > 0:
+        raise SpecError("timeout_s", f"must be positive, got {spec.timeout_s}")
+
+
+def check_reference(spec: VerificationSpec) -> Verdict:
+    """The slow half of validating a spec (run it under a timeout): a math reference must
+    parse and compare with a number. CORRECT when usable, else ERROR with the reason."""
+    try:
+        if spec.kind == "math":
+            math_verifier.check_reference(spec.reference)
+    except Exception as err:  # noqa: BLE001 - any failure means the reference is unusable
+        return Verdict(0.0, ERROR, verifier=spec.kind, detail=str(err))
+    return Verdict(1.0, CORRECT, verifier=spec.kind)
 
 
 def check(answer: str, spec: VerificationSpec) -> Verdict:

@@ -15,6 +15,7 @@ references keep full equivalence ("\\sqrt{8}" equals "2\\sqrt{2}").
 
 from __future__ import annotations
 
+import functools
 import re
 
 from runtime.verifiers.base import Verdict, VerificationSpec, correct, incorrect, unparseable
@@ -51,13 +52,31 @@ def _boxed_contents(text: str) -> list[str]:
     return contents
 
 
+@functools.lru_cache(maxsize=256)  # a worker parses each reference once, not per choice
+def _gold(reference: str) -> list:
+    from math_verify import parse
+
+    gold = parse(_wrap(reference), parsing_timeout=None)
+    if not gold:
+        raise ValueError(f"reference {reference!r} cannot be parsed as math")
+    return gold
+
+
+def check_reference(reference: str) -> None:
+    """Parse the reference and compare it with a number, as every numeric answer will be:
+    a reference whose comparison is slow ("2^{2^{100}}", "(10^7)!") shows it here, where
+    the caller's pool runs this under a short timeout. Raises ValueError if unparseable."""
+    from math_verify import parse
+    from math_verify import verify as mv_verify
+
+    mv_verify(_gold(reference), parse("$0$", parsing_timeout=None), timeout_seconds=None)
+
+
 def verify(answer: str, spec: VerificationSpec) -> Verdict:
     from math_verify import parse
     from math_verify import verify as mv_verify
 
-    gold = parse(_wrap(spec.reference), parsing_timeout=None)
-    if not gold:
-        raise ValueError(f"reference {spec.reference!r} cannot be parsed as math")
+    gold = _gold(spec.reference)
     text = answer.strip()
     if not text:
         return unparseable("empty answer", flags=["empty"])
