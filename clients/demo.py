@@ -177,6 +177,15 @@ async def _phase(cfg: DemoConfig, name: str, seconds: float, traffic: Traffic,
     return traffic.records[first:]
 
 
+def trainer_phases(state_dir: Path) -> dict:
+    """Where the trainer's time went over the run (its last status)."""
+    try:
+        status = json.loads((state_dir / "trainer_status.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return {k: status[k] for k in ("phase_seconds", "phase_share") if k in status}
+
+
 def score_versions(state_dir: Path, points: list[dict]) -> dict[str, dict]:
     """Every point's version on the full held-out set through vLLM, in one engine: at
     `CURVE_BUDGETS`, the base and the last version at every card budget. Adds each point's
@@ -284,7 +293,7 @@ def run_demo(cfg: DemoConfig) -> dict:
                            for m in CheckpointStore(server.state_dir).versions()
                            if m["status"] == "rejected"],
               "latency": {"running": summarize(training), "paused": summarize(paused)},
-              "peak_rss_mib": peak_rss}
+              "peak_rss_mib": peak_rss, "trainer_phases": trainer_phases(server.state_dir)}
     if final:
         report["final_eval"] = final
         report["scaling"] = {v: scaling(b) for v, b in final.items()}

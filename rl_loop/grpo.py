@@ -6,25 +6,41 @@ pushed toward high-advantage tokens with a PPO-style clipped ratio; the clip is 
 ("clip-higher", DAPO) so that unlikely-but-good tokens can still grow. Samples produced by an
 older weight version than the trainer's get a truncated importance weight (the runtime serves
 while the trainer learns, so samples can lag), and samples older than `max_staleness`
-versions are dropped. A KL penalty to the reference policy (k3 estimator) is off by default.
+versions are dropped. A KL penalty to the served version (k3 estimator) is off by default.
+With `epochs` or `minibatches` above 1 a step takes several optimizer steps against the
+log-probs at its start, so the ratio moves and the clip matters (with one, the ratio is 1).
 Losses are averaged over tokens, not sequences (long answers are not down-weighted).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
 
+def _f(default, help: str, **kwargs):
+    return field(default=default, metadata={"help": help, **kwargs})
+
+
 @dataclass
 class GRPOConfig:
-    clip_low: float = 0.2          # ratio floor: 1 - clip_low
-    clip_high: float = 0.28        # ratio ceiling: 1 + clip_high (clip-higher)
-    scale_rewards: bool = True     # False = Dr. GRPO: advantages not divided by the group std
-    kl_coef: float = 0.0           # > 0 adds kl_coef * k3(policy || reference)
-    is_cap: float = 2.0            # truncated importance sampling cap for stale samples
-    max_staleness: int = 4         # drop samples more than this many versions old
+    """The objective's settings; `rlvr train` has a flag for each (`--clip-low`, ...)."""
+
+    clip_low: float = _f(0.2, "PPO clip: ratio floor 1 - clip_low", minimum=0.0)
+    clip_high: float = _f(0.28, "PPO clip: ratio ceiling 1 + clip_high (clip-higher, DAPO)",
+                          minimum=0.0)
+    scale_rewards: bool = _f(True, "divide advantages by the group's reward std "
+                                   "(--no-scale-rewards = Dr. GRPO)")
+    kl_coef: float = _f(0.0, "> 0 adds kl_coef * k3 KL to the served (gated) version",
+                        minimum=0.0)
+    is_cap: float = _f(2.0, "cap of the truncated importance weight (behaviour = served)",
+                       minimum=1.0)
+    max_staleness: int = _f(4, "drop samples more than this many promotions old", minimum=0)
+    epochs: int = _f(1, "passes over each step's batch (> 1: the ratio moves, the clip binds)",
+                     minimum=1)
+    minibatches: int = _f(1, "optimizer steps per pass (the batch split evenly, shuffled)",
+                          minimum=1)
 
 
 def group_advantages(rewards: torch.Tensor, scale: bool = True,
@@ -74,7 +90,7 @@ def grpo_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: to
     was_clipped = ((ratio < 1 - cfg.clip_low) & (adv < 0)) | ((ratio > 1 + cfg.clip_high) & (adv > 0))
     stats = {
         "clip_fraction": float((was_clipped.to(mask.dtype) * mask).sum() / tokens),
-        "kl": float((kl * mask).sum() / tokens),
+        "kl": float((kl.detach() * mask).sum() / tokens),
         "is_weight": float((is_weight * mask).sum() / tokens),
         "tokens": int(mask.sum()),
     }

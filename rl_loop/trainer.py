@@ -30,11 +30,12 @@ import torch
 from clients.client import AsyncClient, RlvrError
 from rl_loop import gate
 from rl_loop.checkpoints import BASE_VERSION, CheckpointStore
-from rl_loop.grpo import GRPOConfig, group_advantages, grpo_loss
-from rl_loop.logprobs import token_logprobs
+from rl_loop.grpo import group_advantages
+from rl_loop.phases import PhaseClock
 from rl_loop.policy import Policy
 from rl_loop.samples import Sample, samples_from_events
 from rl_loop.trainer_config import TrainerConfig
+from rl_loop.update import GRPOUpdate
 from runtime import plugins
 from runtime.chat_format import ChatFormat
 from runtime.traces import TraceReader
@@ -75,10 +76,13 @@ class Trainer:
         self.lineage = [BASE_VERSION, *self.checkpoints.history(), self.version]
         self.tokenizer = AutoTokenizer.from_pretrained(cfg.base_model)
         self.format = ChatFormat.load(cfg.base_model, self.tokenizer)
-        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None \
+        pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None \
             else min(self.format.eos_ids)
         self.policy = self._load_policy()
-        self.grpo = GRPOConfig()
+        self.grpo = cfg.objective
+        self.update = GRPOUpdate(cfg.objective, self.device, pad_id, cfg.temperature,
+                                 cfg.micro_batch, cfg.logit_chunk, self.rng)
+        self.clock = PhaseClock()
         self.state_path = cfg.state_dir / "trainer_state.json"
         state = json.loads(self.state_path.read_text()) if self.state_path.is_file() else {}
         self.cursor, self.step = state.get("cursor", 0), state.get("step", 0)
@@ -191,25 +195,6 @@ class Trainer:
             return None
         return len(self.lineage) - 1 - max(i for i, v in enumerate(self.lineage) if v == head)
 
-    def _logprobs(self, model, ids: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:
-        """Log-probs of each next token at the sampling temperature: [B, T-1]."""
-        with torch.autocast("cuda", torch.bfloat16, enabled=self.device.type == "cuda"):
-            return token_logprobs(model, ids, attention, self.cfg.temperature,
-                                  self.cfg.logit_chunk)
-
-    def _batch(self, rows: list[Sample]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Right-padded ids, attention mask, and the mask of sampled completion tokens."""
-        width = max(len(s.prompt_ids) + len(s.completion_ids) for s in rows)
-        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)   # [B, T]
-        mask = torch.zeros((len(rows), width))                                # [B, T]
-        attention = torch.zeros((len(rows), width), dtype=torch.long)         # [B, T]
-        for i, s in enumerate(rows):
-            seq = s.prompt_ids + s.completion_ids
-            ids[i, : len(seq)] = torch.tensor(seq)
-            attention[i, : len(seq)] = 1
-            mask[i, len(s.prompt_ids): len(seq)] = torch.tensor(s.sampled_mask, dtype=torch.float)
-        return ids.to(self.device), attention.to(self.device), mask.to(self.device)
-
     def _rows(self, groups: list[list[Sample]]) -> tuple[list[Sample], list[float], list[int]]:
         """Fresh samples of the groups with signal, their advantages and lags."""
         rows, advantages, lags = [], [], []
@@ -229,36 +214,16 @@ class Trainer:
         return rows, advantages, lags
 
     def train_step(self, groups: list[list[Sample]]) -> dict:
-        """One GRPO step over the groups that carry signal, in micro-batches whose gradients
-        accumulate (the loss stays a mean over every sampled token of the step)."""
+        """One GRPO step over the groups that carry signal (`update.py`)."""
         rows, advantages, lags = self._rows(groups)
         rewards = [s.reward for g in groups for s in g]
         report = {"mean_reward": sum(rewards) / max(1, len(rewards)), "samples": len(rewards),
                   "staleness": sum(lags) / max(1, len(lags))}
         if not rows:
             return report | {"loss": None}
-        total = sum(sum(s.sampled_mask) for s in rows) or 1
-        self.policy.opt.zero_grad(set_to_none=True)
-        loss_sum, sums = 0.0, {"clip_fraction": 0.0, "kl": 0.0, "is_weight": 0.0}
-        for start in range(0, len(rows), self.cfg.micro_batch):
-            part = slice(start, start + self.cfg.micro_batch)
-            ids, attention, mask = self._batch(rows[part])
-            logprobs = self._logprobs(self.policy.model, ids, attention)        # [b, T-1]
-            with torch.no_grad():
-                behaviour = self._logprobs(self.policy.served, ids, attention)  # [b, T-1]
-            loss, stats = grpo_loss(logprobs, logprobs.detach(),
-                                    torch.tensor(advantages[part], device=self.device),
-                                    mask[:, 1:], self.grpo, behavior_logprobs=behaviour)
-            share = stats["tokens"] / total
-            (loss * share).backward()
-            loss_sum += loss.item() * share
-            for key in sums:
-                sums[key] += stats[key] * share
-        torch.nn.utils.clip_grad_norm_(self.policy.model.parameters(), 1.0)
-        self.policy.opt.step()
-        self.policy.schedule.step()
+        report |= self.update.run(self.policy, rows, advantages)
         self.step += 1
-        return report | sums | {"loss": loss_sum, "tokens": total}
+        return report
 
     # ---------------------------------------------------------------- evaluate: gate & publish
     def _scores(self, version: str, model, items: list[gate.ValidationItem]) -> dict[str, float]:
@@ -297,9 +262,10 @@ class Trainer:
                                   f"{self.cfg.min_validation}); waiting for more traffic")
             return self.stats["gate"]
         parent = self.version
-        served = self._scores(parent, self.policy.served, items)
-        policy = self.policy.merged()
-        candidate = gate.score(policy, self.format, items, self.cfg.gate_max_budget)
+        with self.clock.time("gate"):
+            served = self._scores(parent, self.policy.served, items)
+            policy = self.policy.merged()
+            candidate = gate.score(policy, self.format, items, self.cfg.gate_max_budget)
         decision = gate.decide(items, candidate, served, self.cfg.gate_z, self.cfg.min_validation)
         self.accuracy[parent] = gate.accuracy_by_budget(items, served, self.accuracy_source)
         by_budget = gate.accuracy_by_budget(items, candidate, self.accuracy_source)
@@ -312,10 +278,11 @@ class Trainer:
                                                                          "traffic"),
                    "gate_items": decision.items, "gate_rule": f"paired, z={self.cfg.gate_z}",
                    "step": self.step}
-        self.checkpoints.publish(lambda folder: self.policy.write(folder, self.tokenizer), version,
-                                 parent=parent, step=self.step,
-                                 trace_range=(0, self.cursor), metrics=metrics,
-                                 adapter_base=self.policy.base_version)
+        with self.clock.time("publish"):
+            self.checkpoints.publish(lambda folder: self.policy.write(folder, self.tokenizer),
+                                     version, parent=parent, step=self.step,
+                                     trace_range=(0, self.cursor), metrics=metrics,
+                                     adapter_base=self.policy.base_version)
         if decision.promote and (await client.model_info()).weight_version != parent:
             decision.promote, decision.reason = False, "the served version changed meanwhile"
         self.checkpoints.set_status(version, "candidate", gate=decision.reason)
@@ -326,7 +293,8 @@ class Trainer:
             self.stats["rejected"] += 1
             self.policy.fresh()  # drop the rejected drift: continue from the served weights
             return f"{version} rejected ({reason}); continuing from {self.version}"
-        swap = await client.promote(version)
+        with self.clock.time("publish"):
+            swap = await client.promote(version)
         self.policy.accept(policy, version)
         self.version = version
         self.lineage.append(version)
@@ -352,8 +320,9 @@ class Trainer:
         then stays behind, so a restart re-reads traces rather than skip any)."""
         status = {"state": "running", "pid": os.getpid(), "step": self.step, "version": self.version,
                   "cursor": self.cursor, "accuracy": self.accuracy, **self.stats, **report,
-                  "validation_items": len(self.gate_items()),
-                  "config": {k: str(v) for k, v in asdict(self.cfg).items() if k != "token"}}
+                  "validation_items": len(self.gate_items()), **self.clock.report(),
+                  "config": {k: v if isinstance(v, dict) else str(v)
+                             for k, v in asdict(self.cfg).items() if k != "token"}}
         tmp = self.cfg.state_dir / "trainer_status.json.tmp"
         try:
             self.state_path.write_text(json.dumps({"cursor": self.cursor, "step": self.step}))
@@ -377,17 +346,21 @@ class Trainer:
                 self.read_traces()
                 if (state := self.state()) != "running":
                     self.save_state({"state": state})
-                    await asyncio.sleep(self.cfg.poll_s)
+                    with self.clock.time("waiting"):
+                        await asyncio.sleep(self.cfg.poll_s)
                     continue
                 start = time.monotonic()
                 try:
-                    await self.follow_server(client)
-                    groups = await self.collect_groups(client)
+                    with self.clock.time("sampling"):
+                        await self.follow_server(client)
+                        groups = await self.collect_groups(client)
                 except RlvrError as err:  # e.g. the server is draining or full: try again
                     log.warning("sampling failed (%s); retrying in %.0fs", err, self.cfg.poll_s)
-                    await asyncio.sleep(self.cfg.poll_s)
+                    with self.clock.time("waiting"):
+                        await asyncio.sleep(self.cfg.poll_s)
                     continue
-                report = self.train_step(groups)
+                with self.clock.time("training"):
+                    report = self.train_step(groups)
                 report["step_seconds"] = time.monotonic() - start
                 report["samples_per_s"] = report["samples"] / report["step_seconds"]
                 log.info("step %d: %s", self.step, {k: round(v, 4) if isinstance(v, float)

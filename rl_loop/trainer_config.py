@@ -1,8 +1,9 @@
 """The trainer's settings: one typed dataclass, the only place their defaults live.
 
 `rlvr train` flags are generated from the fields (`--group-size` for `group_size`, help from
-the field's `help`), and the server's supervised trainer child is started with the same flags,
-so a setting exists once. The base model is the served model: the server passes its `--model`,
+the field's `help`; the GRPO objective's fields, `rl_loop/grpo.py`, get flags the same way),
+and the server's supervised trainer child is started with the same flags, so a setting
+exists once. The base model is the served model: the server passes its `--model`,
 and standalone `rlvr train` asks the server (`GetModelInfo.model_path`) when it is not given.
 """
 
@@ -12,6 +13,8 @@ import argparse
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from rl_loop.grpo import GRPOConfig
 
 
 def _f(default, help: str, **kwargs):
@@ -67,11 +70,21 @@ class TrainerConfig:
     warmup_steps: int = _f(10, "linear lr warm-up of every new optimizer", minimum=0)
     keep_versions: int = _f(8, "retention: weights of the newest N and last N promoted",
                             minimum=1)
+    objective: GRPOConfig = field(default_factory=GRPOConfig,
+                                  metadata={"help": "GRPO settings (flags of their own)"})
+
+
+def _flag_fields() -> list[dataclasses.Field]:
+    """TrainerConfig's fields, with the nested objective's fields in its place."""
+    fields = []
+    for f in dataclasses.fields(TrainerConfig):
+        fields += dataclasses.fields(GRPOConfig) if f.name == "objective" else [f]
+    return fields
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """One flag per field; bad values are usage errors naming the flag."""
-    for f in dataclasses.fields(TrainerConfig):
+    for f in _flag_fields():
         flag = f.metadata.get("flag", "--" + f.name.replace("_", "-"))
         kind = f.type if isinstance(f.type, str) else f.type.__name__
         if kind == "bool":
@@ -103,4 +116,8 @@ def _parser(flag: str, kind: str, minimum):
 
 
 def from_args(args: argparse.Namespace) -> TrainerConfig:
-    return TrainerConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainerConfig)})
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainerConfig)
+              if f.name != "objective"}
+    objective = GRPOConfig(**{f.name: getattr(args, f.name)
+                              for f in dataclasses.fields(GRPOConfig)})
+    return TrainerConfig(**values, objective=objective)

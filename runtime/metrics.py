@@ -124,6 +124,11 @@ class TrainingCollector:
         for key, (name, text) in TRAINER_COUNTERS.items():
             if isinstance(status.get(key), (int, float)):
                 yield CounterMetricFamily(name, text, value=status[key])
+        phases = CounterMetricFamily("rlvr_train_phase_seconds", "Trainer wall-clock seconds "
+                                     "per phase of the loop", labels=["phase"])
+        for phase, seconds in dict(status.get("phase_seconds", {})).items():
+            phases.add_metric([phase], seconds)
+        yield phases
         accuracy = GaugeMetricFamily("rlvr_heldout_accuracy", "Greedy accuracy on the gate's "
                                      "validation tasks per weight version and thinking budget",
                                      labels=["version", "budget"])

@@ -164,6 +164,9 @@ def test_serve_runs_the_trainer_which_survives_kill_9_of_itself_and_of_the_serve
                                  f'budget="16",version="{promoted}"') <= 1
         assert 'rlvr_heldout_accuracy{budget="unlimited",version="v0"}' in metrics
         assert metric_value(metrics, "rlvr_versions", 'status="promoted"') >= 1
+        for phase in ("sampling", "training", "gate", "publish"):  # where the time went
+            assert metric_value(metrics, "rlvr_train_phase_seconds_total",
+                                f'phase="{phase}"') > 0, phase
 
         victim = trainer_status(state)["pid"]
         os.kill(victim, signal.SIGKILL)  # the server restarts its trainer, which resumes

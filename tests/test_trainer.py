@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import torch
 
 from rl_loop.tasks import add_trace
 from rl_loop.tiny_model import chat_prompt_ids
 from runtime.config import MODEL_DIR
+from rl_loop.grpo import GRPOConfig
 from rl_loop.trainer import Sample, Trainer, TrainerConfig
 
 
@@ -25,9 +28,9 @@ def groups_for(trainer: Trainer) -> list[list[Sample]]:
 
 
 def logprob_of(trainer: Trainer, model, sample: Sample) -> float:
-    ids, attention, mask = trainer._batch([sample])
+    ids, attention, mask = trainer.update.batch([sample])
     with torch.no_grad():
-        return float((trainer._logprobs(model, ids, attention) * mask[:, 1:]).sum())
+        return float((trainer.update.logprobs(model, ids, attention) * mask[:, 1:]).sum())
 
 
 @pytest.mark.parametrize("lora_rank", [0, 4])
@@ -117,3 +120,50 @@ def test_too_few_validation_items_publish_nothing_and_say_why(tmp_path):
     outcome = asyncio.run(trainer.publish_and_gate(client=None))  # never reaches the server
     assert outcome.startswith("no promotion: too few validation items (0 < 20)")
     assert trainer.stats["gate"] == outcome and trainer.checkpoints.versions() == []
+
+
+@pytest.mark.parametrize("epochs,minibatches", [(1, 1), (4, 1), (2, 2)])
+def test_several_updates_per_step_make_the_ratio_move_and_the_clip_bind(tmp_path, epochs,
+                                                                       minibatches):
+    trainer = Trainer(TrainerConfig(base_model=MODEL_DIR, state_dir=tmp_path, gate_tasks=0,
+                                    lr=1e-2, warmup_steps=0, objective=GRPOConfig(
+                                        epochs=epochs, minibatches=minibatches, kl_coef=0.1)))
+    report = trainer.train_step(groups_for(trainer))
+    assert report["updates"] == epochs * minibatches and trainer.step == 1
+    if epochs == 1 and minibatches == 1:  # one optimizer step from the served weights
+        assert report["clip_fraction"] == 0 and report["kl"] == 0
+    else:  # later optimizer steps see a policy that moved from the start and the served one
+        assert report["clip_fraction"] > 0 and report["kl"] > 0
+    assert report["tokens"] == sum(sum(s.sampled_mask) for s in groups_for(trainer)[0])
+
+
+def test_grpo_settings_are_flags_of_rlvr_train():
+    import argparse
+
+    from rl_loop import trainer_config
+
+    parser = argparse.ArgumentParser()
+    trainer_config.add_arguments(parser)
+    cfg = trainer_config.from_args(parser.parse_args(
+        ["--epochs", "3", "--minibatches", "2", "--no-scale-rewards", "--kl-coef", "0.05",
+         "--is-cap", "1.5", "--clip-high", "0.3", "--group-size", "4"]))
+    assert cfg.objective == GRPOConfig(epochs=3, minibatches=2, scale_rewards=False,
+                                       kl_coef=0.05, is_cap=1.5, clip_high=0.3)
+    assert cfg.group_size == 4
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--epochs", "0"])  # below its minimum: a usage error
+
+
+def test_the_phase_clock_accounts_for_the_loop():
+    from rl_loop.phases import PHASES, PhaseClock
+
+    clock = PhaseClock()
+    with clock.time("training"):
+        time.sleep(0.01)
+    report = clock.report()
+    assert set(report["phase_seconds"]) == set(PHASES)
+    assert report["phase_seconds"]["training"] >= 0.01
+    assert sum(report["phase_share"].values()) == pytest.approx(1.0, abs=1e-3)
+    with pytest.raises(ValueError, match="unknown phase"):
+        with clock.time("thinking"):
+            pass

@@ -1,0 +1,108 @@
+"""The GRPO update: rows with advantages -> optimizer steps on the policy.
+
+`GRPOUpdate.run(policy, rows, advantages)` takes `epochs` passes over the rows, each split into
+`minibatches` optimizer steps (shuffled), every optimizer step in micro-batches whose
+gradients accumulate (the loss stays a mean over every sampled token of its rows). Log-probs
+come from `logprobs.token_logprobs` (chunked, no [B, T, V] logits) on the exact token ids the
+server sampled; the served weights give the behaviour log-probs (truncated IS) and the KL
+reference; with more than one optimizer step the ratio's denominator is the policy at the
+start of the step, so the clip binds.
+"""
+
+from __future__ import annotations
+
+import random
+
+import torch
+from torch.nn.utils.rnn import pad_sequence
+
+from rl_loop.grpo import GRPOConfig, grpo_loss
+from rl_loop.logprobs import token_logprobs
+from rl_loop.policy import Policy
+from rl_loop.samples import Sample
+
+
+class GRPOUpdate:
+    def __init__(self, objective: GRPOConfig, device: torch.device, pad_id: int,
+                 temperature: float, micro_batch: int, logit_chunk: int, rng: random.Random):
+        self.grpo, self.device, self.pad_id = objective, device, pad_id
+        self.temperature, self.micro_batch, self.logit_chunk = temperature, micro_batch, logit_chunk
+        self.rng = rng
+
+    def logprobs(self, model, ids: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:
+        """Log-probs of each next token at the sampling temperature: [B, T-1]."""
+        with torch.autocast("cuda", torch.bfloat16, enabled=self.device.type == "cuda"):
+            return token_logprobs(model, ids, attention, self.temperature, self.logit_chunk)
+
+    def batch(self, rows: list[Sample]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Right-padded ids, attention mask, and the mask of sampled completion tokens."""
+        width = max(len(s.prompt_ids) + len(s.completion_ids) for s in rows)
+        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)   # [B, T]
+        mask = torch.zeros((len(rows), width))                                # [B, T]
+        attention = torch.zeros((len(rows), width), dtype=torch.long)         # [B, T]
+        for i, s in enumerate(rows):
+            seq = s.prompt_ids + s.completion_ids
+            ids[i, : len(seq)] = torch.tensor(seq)
+            attention[i, : len(seq)] = 1
+            mask[i, len(s.prompt_ids): len(seq)] = torch.tensor(s.sampled_mask, dtype=torch.float)
+        return ids.to(self.device), attention.to(self.device), mask.to(self.device)
+
+    def run(self, policy: Policy, rows: list[Sample], advantages: list[float]) -> dict:
+        """Every optimizer step of one GRPO step; reports their mean and how many there were."""
+        behaviour, start = self._fixed_logprobs(policy, rows)
+        order, steps = list(range(len(rows))), []
+        for _ in range(self.grpo.epochs):
+            if self.grpo.minibatches > 1:
+                self.rng.shuffle(order)
+            for chunk in (order[i::self.grpo.minibatches] for i in range(self.grpo.minibatches)):
+                if chunk:  # more minibatches than rows: the extra ones are empty
+                    steps.append(self._optimizer_step(
+                        policy, [rows[i] for i in chunk], [advantages[i] for i in chunk],
+                        [behaviour[i] for i in chunk],
+                        [start[i] for i in chunk] if start else None))
+        mean = {k: sum(s[k] for s in steps) / len(steps) for k in steps[0]}
+        return mean | {"tokens": sum(sum(s.sampled_mask) for s in rows), "updates": len(steps)}
+
+    def _fixed_logprobs(self, policy: Policy, rows: list[Sample]) -> tuple[list, list | None]:
+        """Per-row log-probs that stay fixed through a step ([T_i - 1] each): under the served
+        weights and, when the step takes several optimizer steps, under the policy at its
+        start."""
+        several = self.grpo.epochs * self.grpo.minibatches > 1
+        behaviour, start = [], []
+        with torch.no_grad():
+            for first in range(0, len(rows), self.micro_batch):
+                part = rows[first: first + self.micro_batch]
+                ids, attention, _ = self.batch(part)
+                served = self.logprobs(policy.served, ids, attention)             # [b, T-1]
+                own = self.logprobs(policy.model, ids, attention) if several else None
+                for i, s in enumerate(part):
+                    width = len(s.prompt_ids) + len(s.completion_ids) - 1
+                    behaviour.append(served[i, :width])                           # [T_i-1]
+                    if several:
+                        start.append(own[i, :width])                              # [T_i-1]
+        return behaviour, (start if several else None)
+
+    def _optimizer_step(self, policy: Policy, rows: list[Sample], advantages: list[float],
+                        behaviour: list, start: list | None) -> dict:
+        total = sum(sum(s.sampled_mask) for s in rows) or 1
+        policy.opt.zero_grad(set_to_none=True)
+        loss_sum, sums = 0.0, {"clip_fraction": 0.0, "kl": 0.0, "is_weight": 0.0}
+        for first in range(0, len(rows), self.micro_batch):
+            part = slice(first, first + self.micro_batch)
+            ids, attention, mask = self.batch(rows[part])
+            logprobs = self.logprobs(policy.model, ids, attention)                 # [b, T-1]
+            behave = pad_sequence(behaviour[part], batch_first=True)               # [b, T-1]
+            old = pad_sequence(start[part], batch_first=True) if start else logprobs.detach()
+            loss, stats = grpo_loss(logprobs, old,
+                                    torch.tensor(advantages[part], device=self.device),
+                                    mask[:, 1:], self.grpo, behavior_logprobs=behave,
+                                    ref_logprobs=behave)
+            share = stats["tokens"] / total
+            (loss * share).backward()
+            loss_sum += loss.item() * share
+            for key in sums:
+                sums[key] += stats[key] * share
+        torch.nn.utils.clip_grad_norm_(policy.model.parameters(), 1.0)
+        policy.opt.step()
+        policy.schedule.step()
+        return sums | {"loss": loss_sum}
