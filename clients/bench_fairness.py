@@ -2,11 +2,13 @@
 one at a time; the other caller's p99 latency against its own unloaded p99, with the
 per-caller share on and off, in the same run.
 
-- engine: the flood is `n=16` requests; share `max_choices_per_caller` 128 (default) vs 0.
+- engine: the flood is `n=16` requests; `max_choices_per_caller` 128 (default) vs 0 (off),
+  and 128 with `max_running_choices` 32 (vLLM runs 32 sequences at once; a request's queue
+  priority is its caller's load, so the light caller's requests go first).
 - verifier: the flood is verified requests whose code tests never end (each holds a verifier
   worker for its whole timeout) and math references too slow to compare (rejected at
-  admission); the other caller's requests are verified too. Share
-  `verifier_workers_per_caller` 1 of 2 (default) vs 2 of 2.
+  admission); the other caller's requests are verified too. `verifier_workers_per_caller`
+  1 of 2 (default) vs 2 of 2.
 
     python -m clients.bench_fairness --out docs/bench/fairness.json
 """
@@ -30,8 +32,10 @@ FLOODS = {  # scenario -> (requests in flight, their options)
     "verifier": (8, lambda i: {"prompt": "What is 4821+377?", "budget": 16} | (
         {"spec": ENDLESS} if i % 2 else {"verify": "math:2^{2^{100}}"})),
 }
-SHARES = {"engine": ("max_choices_per_caller", (128, 0)),
-          "verifier": ("verifier_workers_per_caller", (1, 2))}
+SETTINGS = {  # scenario -> server settings compared in the same run (the first: the defaults)
+    "engine": ({"max_choices_per_caller": 128}, {"max_choices_per_caller": 0},
+               {"max_choices_per_caller": 128, "max_running_choices": 32}),
+    "verifier": ({"verifier_workers_per_caller": 1}, {"verifier_workers_per_caller": 2})}
 
 
 def p99(values: list[float]) -> float:
@@ -76,16 +80,15 @@ async def loaded(target: str, scenario: str) -> tuple[list[float], dict]:
     return latencies, counts
 
 
-def measure(scenario: str, share: int, workdir: Path) -> dict:
-    field = SHARES[scenario][0]
+def measure(scenario: str, settings: dict, workdir: Path) -> dict:
     server = ServerProcess(workdir, api_tokens=["flood", "user"], max_pending=512,
-                           **{field: share}).wait_ready()
+                           **settings).wait_ready()
     try:
         unloaded = asyncio.run(probe(server.target, scenario))
         under_flood, counts = asyncio.run(loaded(server.target, scenario))
     finally:
         server.stop()
-    return {"scenario": scenario, field: share, "unloaded_p99_s": round(p99(unloaded), 4),
+    return {"scenario": scenario, **settings, "unloaded_p99_s": round(p99(unloaded), 4),
             "flooded_p99_s": round(p99(under_flood), 4),
             "ratio": round(p99(under_flood) / p99(unloaded), 2), "flood_outcomes": counts}
 
@@ -96,8 +99,8 @@ def main() -> None:
     parser.add_argument("--scenario", choices=[*FLOODS, "all"], default="all")
     args = parser.parse_args()
     scenarios = list(FLOODS) if args.scenario == "all" else [args.scenario]
-    runs = [measure(s, share, Path(f"build/bench-fair-{s}-{share}"))
-            for s in scenarios for share in SHARES[s][1]]
+    runs = [measure(s, settings, Path(f"build/bench-fair-{s}-{i}"))
+            for s in scenarios for i, settings in enumerate(SETTINGS[s])]
     report = {"probes": PROBES, "target": "flooded p99 within 2x of unloaded p99 (ratio <= 2)",
               "runs": runs}
     if args.out:

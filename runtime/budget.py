@@ -3,7 +3,8 @@
 The contract, for every choice of every request:
 - thinking tokens (sampled plus injected) never exceed the budget; 0 disables thinking;
 - when the budget runs out, the wrap-up text is injected (if it fits in what is left of the
-  budget) and `</think>` is forced; the answer then gets its own `max_answer_tokens`;
+  budget; the server's default one only if it takes at most `wrap_up_share` of the budget)
+  and `</think>` is forced; the answer then gets its own `max_answer_tokens`;
 - below `min_tokens`, an attempt to close thinking is replaced by the continuation text (s1's
   "Wait") and thinking goes on, as far as the budget and the context allow.
 """
@@ -86,14 +87,16 @@ def resolve_budget(budget: int | None, effort: str | None, *, default: int, maxi
 def make_plan(*, requested_budget: int, min_tokens: int | None, max_answer_tokens: int,
               prompt_tokens: int, context_length: int, wrap_up_ids: list[int],
               continuation_ids: list[int], budget_fits: bool = False,
-              answer_fits: bool = False) -> ThinkingPlan:
+              answer_fits: bool = False, wrap_up_share: float | None = None) -> ThinkingPlan:
     """Fit a validated request into the context and return its plan.
 
     Nothing the client set explicitly is cut: a `budget`, `min_tokens` or `max_answer_tokens`
     that does not fit after the prompt is InvalidRequest naming the field and the room left.
     Values the client left to the server (`budget_fits` / `answer_fits`: the server default or
     an effort preset) mean "as much as fits": they are reduced to the room, and the response
-    reports the effective values."""
+    reports the effective values. `wrap_up_share` (for the server's default wrap-up; None for
+    one the client set): the wrap-up is dropped when it would take more than this share of
+    the budget, so a tight budget is left to the model's own thinking."""
     _non_negative("thinking.min_tokens", min_tokens)
     min_tokens = min_tokens or 0
     if min_tokens > requested_budget:
@@ -118,6 +121,8 @@ def make_plan(*, requested_budget: int, min_tokens: int | None, max_answer_token
     if min_tokens > budget:
         raise InvalidRequest("thinking.min_tokens", f"{min_tokens} does not fit: {left}, "
                              f"{budget} after {answer} answer tokens")
+    if wrap_up_share is not None and len(wrap_up_ids) > wrap_up_share * budget:
+        wrap_up_ids = []
     return ThinkingPlan(budget=budget, min_tokens=min_tokens,
                         answer_tokens=answer, wrap_up_ids=tuple(wrap_up_ids),
                         continuation_ids=tuple(continuation_ids),

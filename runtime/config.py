@@ -46,6 +46,9 @@ class ServerConfig:
     effort_medium: int = 64
     effort_high: int = 256
     default_wrap_up: str = DEFAULT_WRAP_UP
+    # The default wrap-up is injected only where it takes at most this share of the budget
+    # (1 = wherever it fits, 0 = never); a wrap-up the request sets is always injected.
+    wrap_up_max_share: float = 0.25
     default_continuation: str = DEFAULT_CONTINUATION
     default_max_answer_tokens: int = 32
     default_temperature: float = 0.0
@@ -54,8 +57,12 @@ class ServerConfig:
     max_pending: int = 512
     # Fair sharing: choices (n summed over requests) one caller may have in flight at once
     # (a token, or the host of an anonymous caller); beyond it RESOURCE_EXHAUSTED. 0 = no
-    # limit. Shadow (trainer) samples are scheduled below users in vLLM instead.
+    # limit. Shadow (trainer) samples are scheduled below users in vLLM instead. In vLLM's
+    # queue a request's priority is its caller's choices already in flight, so a light
+    # caller goes before a heavy one once the engine runs max_running_choices at once
+    # (vLLM's max_num_seqs; 0 = vLLM's default).
     max_choices_per_caller: int = 128
+    max_running_choices: int = 0
     max_prompt_chars: int = 1_000_000
     # Engine
     dtype: str = "auto"          # the model's own; or float32, bfloat16, float16
@@ -114,6 +121,7 @@ class ServerConfig:
     def engine_settings(self, gpus: int) -> EngineSettings:
         share = self.gpu_memory_share or (0.45 if self.runs_trainer and gpus == 1 else 0.9)
         return EngineSettings(max_model_len=self.max_model_len, kv_cache_gib=self.kv_cache_gib,
+                              max_running=self.max_running_choices,
                               gpu_memory_share=share, dtype=self.dtype, seed=self.seed,
                               max_lora_rank=self.max_lora_rank, think_start=self.think_start,
                               think_end=self.think_end)
@@ -140,6 +148,11 @@ class ServerConfig:
                      "verifier_workers", "trace_max_rows", "stream_interval"):
             if getattr(self, name) < (0 if name == "default_budget" else 1):
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        if not 0 <= self.wrap_up_max_share <= 1:
+            raise ConfigError(f"wrap_up_max_share must be in [0, 1], got {self.wrap_up_max_share}")
+        if self.max_running_choices < 0:
+            raise ConfigError(f"max_running_choices must be >= 0 (0 = vLLM's default), got "
+                              f"{self.max_running_choices}")
         if self.max_choices_per_caller < 0:
             raise ConfigError(f"max_choices_per_caller must be >= 0 (0 = no limit), got "
                               f"{self.max_choices_per_caller}")

@@ -55,6 +55,7 @@ class EngineSettings:
     max_model_len: int = 0           # 0 = the model's own context length
     kv_cache_gib: float = 0.0        # 0 = CPU: 1 GiB; GPU: from gpu_memory_share
     gpu_memory_share: float = 0.9    # share of the GPU vLLM may take (weights + KV cache)
+    max_running: int = 0             # sequences vLLM runs at once (max_num_seqs); 0 = its own
     dtype: str = "auto"              # the model's own
     seed: int = 0
     max_lora_rank: int = 0           # > 0: LoRA adapters up to this rank
@@ -70,6 +71,8 @@ def engine_kwargs(model_dir: Path, settings: EngineSettings = EngineSettings()) 
         "max_model_len": min(settings.max_model_len or context, context),
         "dtype": model_dtype(model_dir, settings.dtype), "seed": settings.seed,
     }
+    if settings.max_running:
+        kwargs["max_num_seqs"] = settings.max_running
     if on_cpu():
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE",
                               str(int(settings.kv_cache_gib or CPU_DEFAULT_KV_GIB)))

@@ -143,7 +143,8 @@ def parse_generate(request: pb.GenerateRequest, config: ServerConfig, engine,
                      context_length=context_length, wrap_up_ids=engine.encode_text(wrap_up),
                      continuation_ids=engine.encode_text(continuation),
                      budget_fits=not t.HasField("budget"),
-                     answer_fits=not request.HasField("max_answer_tokens"))
+                     answer_fits=not request.HasField("max_answer_tokens"),
+                     wrap_up_share=None if t.HasField("wrap_up") else config.wrap_up_max_share)
     verification = (verification_spec(request.verification, config)
                     if request.HasField("verification") else None)
     prompt_text = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")

@@ -41,7 +41,7 @@ from runtime.trainer_process import TrainerProcess
 log = logging.getLogger(__name__)
 
 SERVICE = "rlvr.v1.Reasoning"
-SHADOW_PRIORITY = 10
+SHADOW_PRIORITY = 1 << 20  # below every user request, however loaded its caller
 # Keepalive: never GOAWAY a client for pinging during a long silent stream (see reference note).
 SERVER_OPTIONS = [
     ("grpc.keepalive_time_ms", 30_000),
@@ -112,6 +112,7 @@ class ReasoningService(pb_grpc.ReasoningServicer):
                                f"sampling.n: {caller} has {held} choices in flight; each "
                                f"caller's share is {cap} (max_choices_per_caller)")
         self.choices_by_caller[caller] = held + spec.n
+        priority = SHADOW_PRIORITY if spec.shadow else min(held, SHADOW_PRIORITY - 1)
         active = self.active[spec.request_id] = ActiveRequest()
         self.metrics.queue_depth.inc()
         code = grpc.StatusCode.CANCELLED
@@ -124,7 +125,7 @@ class ReasoningService(pb_grpc.ReasoningServicer):
                     spec.verification, caller)):
                 code = grpc.StatusCode.INVALID_ARGUMENT
                 await context.abort(code, f"verification.reference: {problem}")
-            async with aclosing(self._events(spec, active, request_context)) as events:
+            async with aclosing(self._events(spec, active, request_context, priority)) as events:
                 async for event in events:
                     yield event
             code = grpc.StatusCode.OK
@@ -141,9 +142,9 @@ class ReasoningService(pb_grpc.ReasoningServicer):
                                          code.name).inc()
 
     async def _events(self, spec: GenerateSpec, active: ActiveRequest,
-                      request: RequestContext):
-        """Run all choices concurrently and yield their events as proto messages."""
-        priority = SHADOW_PRIORITY if spec.shadow else 0  # vLLM: lower value = sooner
+                      request: RequestContext, priority: int):
+        """Run all choices concurrently and yield their events as proto messages (vLLM
+        priority: lower is sooner; see max_running_choices)."""
         active.runs = [gen.ChoiceRun(self.engine, spec.prompt_ids, spec.plan, spec.sampling,
                                      spec.request_id, i, priority) for i in range(spec.n)]
         queue: asyncio.Queue = asyncio.Queue()

@@ -225,3 +225,14 @@ def test_plan_validation_names_fields():
     answer = make_plan(requested_budget=0, min_tokens=0, max_answer_tokens=10_000,
                        answer_fits=True, **fit)
     assert answer.answer_tokens == 311
+
+
+def test_the_default_wrap_up_is_dropped_where_it_would_eat_the_budget():
+    fit = dict(min_tokens=0, max_answer_tokens=8, prompt_tokens=4, context_length=512,
+               continuation_ids=[1])
+    wrap = list(range(13))
+    for budget, share, kept in ((60, 0.25, True), (30, 0.25, False), (30, None, True),
+                                (30, 1.0, True), (400, 0.0, False)):
+        plan = make_plan(requested_budget=budget, wrap_up_ids=wrap, wrap_up_share=share, **fit)
+        assert plan.wrap_up_ids == (tuple(wrap) if kept else ()), (budget, share)
+        assert plan.sampled_cap == (budget - 13 if kept else budget)
