@@ -4,7 +4,8 @@ It talks to the runtime only through (a) the trace log (new trainable traces, by
 (b) the checkpoint folder, and (c) the runtime's gRPC API: shadow `Generate` calls (n = group
 size, low priority, verified by the runtime's own verifiers) and `Admin.Promote`.
 
-One step: take up to `prompts_per_step` recent trainable prompts, sample a group for each with
+One step: draw up to `prompts_per_step` recent trainable prompts, weighted toward those whose
+groups carry signal (`prompt_pool.py`), sample a group for each with
 the thinking budget and the whole verification spec the user sent, train on the exact token
 ids the server reports (never re-tokenised text), drop groups whose rewards are all equal, and
 take one GRPO step on the rest (micro-batches, chunked log-probs). Every `publish_every` steps:
@@ -22,7 +23,7 @@ import os
 import random
 import shutil
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from dataclasses import asdict
 
 import torch
@@ -33,6 +34,7 @@ from rl_loop.checkpoints import BASE_VERSION, CheckpointStore
 from rl_loop.grpo import group_advantages
 from rl_loop.phases import PhaseClock
 from rl_loop.policy import Policy
+from rl_loop.prompt_pool import PromptPool
 from rl_loop.samples import Sample, samples_from_events
 from rl_loop.trainer_config import TrainerConfig
 from rl_loop.update import GRPOUpdate
@@ -86,7 +88,7 @@ class Trainer:
         self.state_path = cfg.state_dir / "trainer_state.json"
         state = json.loads(self.state_path.read_text()) if self.state_path.is_file() else {}
         self.cursor, self.step = state.get("cursor", 0), state.get("step", 0)
-        self.pool: deque = deque(maxlen=cfg.pool_size)  # (prompt, spec, thinking options)
+        self.pool = PromptPool(cfg.pool_size, weighted=cfg.signal_sampling)
         self.validation: OrderedDict[str, gate.ValidationItem] = OrderedDict()
         builtin = plugins.load(cfg.base_model, "validation_items")
         self.builtin = [gate.ValidationItem.make(**item) for item in
@@ -126,7 +128,7 @@ class Trainer:
             while len(self.validation) > self.cfg.max_validation:
                 self.validation.popitem(last=False)
             return
-        self.pool.append((trace.prompt_text, trace.spec, trace.thinking_options))
+        self.pool.add((trace.prompt_text, trace.spec, trace.thinking_options), trace.reward)
 
     def gate_items(self) -> list[gate.ValidationItem]:
         return self.builtin + list(self.validation.values())
@@ -171,6 +173,7 @@ class Trainer:
                 if result.code.name in ("UNAVAILABLE", "RESOURCE_EXHAUSTED"):
                     raise result  # the server is draining or full: retry the round later
                 continue
+            self.pool.record(item, [s.reward for s in result])
             groups.append(result)
         return groups
 
@@ -179,8 +182,7 @@ class Trainer:
         signal (rewards not all equal) or `max_sampling_rounds` rounds are spent."""
         groups: list[list[Sample]] = []
         for _ in range(self.cfg.max_sampling_rounds):
-            items = self.rng.sample(list(self.pool), min(self.cfg.prompts_per_step,
-                                                         len(self.pool)))
+            items = self.pool.sample(self.cfg.prompts_per_step, self.rng)
             groups += await self.sample_groups(client, items)
             if sum(len({s.reward for s in g}) > 1 for g in groups) >= self.cfg.prompts_per_step:
                 break

@@ -57,6 +57,8 @@ class TrainerConfig:
                              "cpu), cpu, cuda[:N]")
     threads: int = _f(0, "torch CPU threads (0 = torch's default)", minimum=0)
     pool_size: int = _f(512, "recent trainable prompts to sample groups from", minimum=1)
+    signal_sampling: bool = _f(True, "draw prompts by their estimated reward variance, where "
+                                     "groups carry signal (--no-signal-sampling: uniform)")
     max_sampling_rounds: int = _f(2, "dynamic sampling: rounds of groups per step until "
                                      "enough carry signal", minimum=1)
     lora_rank: int = _f(0, "train LoRA adapters of this rank instead of all weights",

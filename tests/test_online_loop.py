@@ -16,6 +16,7 @@ import torch
 
 from clients.client import AsyncClient, Client
 from rl_loop.checkpoints import CheckpointStore
+from rl_loop.prompt_pool import PromptPool
 from rl_loop.tasks import reference_for
 from rl_loop.tiny_model import MODEL_DIR, chat_prompt_ids
 from rl_loop.trainer import Trainer, TrainerConfig
@@ -86,9 +87,9 @@ def test_mean_reward_rises_on_an_easy_family(server):
                         gate_tasks=10, gate_z=1e9, min_validation=1, poll_s=0.2, max_sampling_rounds=1)
     trainer = Trainer(cfg)
     trainer.read_traces = lambda: None  # learn from the four prompts only
-    trainer.pool.clear()
-    trainer.pool.extend((prompt, {"kind": "numeric", "reference": reference_for(prompt)}, {})
-                        for prompt in prompts)
+    trainer.pool = PromptPool(len(prompts))
+    for prompt in prompts:
+        trainer.pool.add((prompt, {"kind": "numeric", "reference": reference_for(prompt)}, {}))
     trainer.cfg.max_steps = trainer.step + 24
 
     async def served_reward() -> float:
