@@ -151,6 +151,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not (base / "config.json").is_file():
         raise CliError(f"--base-model: {base} is not a model folder on this machine (no "
                        "config.json); give the served model's folder")
+    os.nice(cfg.nice)  # the trainer's CPU time yields to serving's on a shared machine
     asyncio.run(Trainer(dataclasses.replace(cfg, token=token, base_model=base)).run())
     return 0
 

@@ -56,6 +56,8 @@ class TrainerConfig:
     device: str = _f("auto", "auto (cuda:1 when there are two GPUs, cuda:0 with one, else "
                              "cpu), cpu, cuda[:N]")
     threads: int = _f(0, "torch CPU threads (0 = torch's default)", minimum=0)
+    nice: int = _f(10, "added to the trainer process's niceness (CPU priority below serving's)",
+                   minimum=0)
     pool_size: int = _f(512, "recent trainable prompts to sample groups from", minimum=1)
     signal_sampling: bool = _f(True, "draw prompts by their estimated reward variance, where "
                                      "groups carry signal (--no-signal-sampling: uniform)")

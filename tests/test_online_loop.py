@@ -170,6 +170,7 @@ def test_serve_runs_the_trainer_which_survives_kill_9_of_itself_and_of_the_serve
                                 f'phase="{phase}"') > 0, phase
 
         victim = trainer_status(state)["pid"]
+        assert os.getpriority(os.PRIO_PROCESS, victim) == os.getpriority(os.PRIO_PROCESS, 0) + 10
         os.kill(victim, signal.SIGKILL)  # the server restarts its trainer, which resumes
         status = wait_for(lambda: (s := trainer_status(state)).get("pid") not in (None, victim)
                           and s, 120, "trainer not restarted")
