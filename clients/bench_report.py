@@ -65,6 +65,27 @@ def verifiers(r: dict) -> list[str]:
             f"in a bare `python` subprocess (x{code['overhead_ratio']:.2f})."]
 
 
+def _settings(run: dict) -> str:
+    return ", ".join(f"`{k}` {v}" for k, v in run.items() if k.startswith(("max_", "verifier_")))
+
+
+def fairness(r: dict) -> list[str]:
+    return [f"One caller floods, another sends {r['probes']} requests one at a time; its p99 "
+            f"latency flooded against unloaded, same run ({r['target']}).", "",
+            "| flood | settings | unloaded p99 | flooded p99 | ratio |", "|---|---|---|---|---|",
+            *(f"| {run['scenario']} | {_settings(run)} | {run['unloaded_p99_s']:.3f} s | "
+              f"{run['flooded_p99_s']:.3f} s | **{run['ratio']:g}x** |" for run in r["runs"])]
+
+
+def api_budgets(r: dict) -> list[str]:
+    budgets = r["budgets"]
+    policies = list(next(iter(budgets.values())))
+    return [f"{r['measure']}, {r['model']}, {r['decoding']}; wrap-up policy at a forced close.",
+            "", "| budget | " + " | ".join(policies) + " |", "|---" * (len(policies) + 1) + "|",
+            *(f"| {b} | " + " | ".join(f"{t[p]['accuracy']:.3f}" for p in policies) + " |"
+              for b, t in budgets.items())]
+
+
 def _seconds(value: float | None) -> str:
     return f"{value:.0f} s" if value is not None else "not reached"
 
@@ -133,6 +154,9 @@ def demo(r: dict) -> list[str]:
                      f"{s['failed']} failed)")
     if r.get("peak_rss_mib"):
         lines.append(f"- peak resident memory (MiB): {json.dumps(r['peak_rss_mib'])}")
+    if shares := r.get("trainer_phases", {}).get("phase_share"):
+        lines.append("- trainer time by phase: " + ", ".join(
+            f"{phase} {share:.0%}" for phase, share in shares.items()))
     return lines
 
 
@@ -145,6 +169,10 @@ SUITES = [  # (title, result file under docs/, renderer, command, plots under do
      "rlvr bench swap --swaps 5 --concurrency 64 --out docs/bench/swap.json", []),
     ("Verifiers", "bench/verifiers.json", verifiers,
      "rlvr bench verifiers --out docs/bench/verifiers.json", []),
+    ("Fair sharing between callers", "bench/fairness.json", fairness,
+     "python -m clients.bench_fairness --out docs/bench/fairness.json", []),
+    ("Accuracy at a budget through the API", "bench/api_budgets.json", api_budgets,
+     "python -m clients.bench_api_budgets --out docs/bench/api_budgets.json", []),
     ("Learning efficiency vs TRL", "bench/trl.json", trl,
      "rlvr bench trl --duration 900 --demo docs/bench/demo/demo.json --out docs/bench/trl.json",
      ["bench/trl.png"]),
