@@ -35,7 +35,13 @@ def test_report_renders_what_was_run_and_names_what_was_not(tmp_path):
     text = write_report(tmp_path).read_text()
     assert "| rlvr runtime | **1.000** | 0 | 0 |" in text
     assert "(no minimum) | 0.610 | 3 | 384 |" in text
-    assert text.count("Not run yet.") == 5
+    assert text.count("Not run yet.") == 7
+    (tmp_path / "bench" / "fairness.json").write_text(json.dumps({
+        "probes": 40, "target": "ratio <= 2", "runs": [
+            {"scenario": "verifier", "verifier_workers_per_caller": 1, "unloaded_p99_s": 0.1,
+             "flooded_p99_s": 0.19, "ratio": 1.9, "flood_outcomes": {"ok": 4}}]}))
+    text = write_report(tmp_path).read_text()
+    assert "| verifier | `verifier_workers_per_caller` 1 | 0.100 s | 0.190 s | **1.9x** |" in text
     assert "`rlvr bench control --requests 1000 --out docs/bench/control.json`" in text
 
 
