@@ -77,6 +77,28 @@ def fairness(r: dict) -> list[str]:
               f"{run['flooded_p99_s']:.3f} s | **{run['ratio']:g}x** |" for run in r["runs"])]
 
 
+def pipeline(r: dict) -> list[str]:
+    """The pipelined trainer against the one-after-another loop, same demo run length."""
+    def row(name: str, run: dict) -> str:
+        waits, busy = run["phase_seconds"] or {}, run["busy_seconds"] or {}
+        times = " / ".join(_seconds(v) for v in run["time_to_heldout_s"].values())
+        lat = run["latency"]
+        return (f"| {name} | {run['steps']} | {run['promoted']} ({run['rejected']} rejected) | "
+                f"{times} | {run['best_heldout']:.3f} | "
+                f"{waits.get('sampling', 0):.0f} / {busy.get('sampling', 0):.0f} | "
+                f"{waits.get('gate', 0):.0f} / {busy.get('gate', 0):.0f} | "
+                f"{lat['running']['latency_p50_s']:.2f} / {lat['paused']['latency_p50_s']:.2f} |")
+    return [f"Two `rlvr demo` runs of {r['duration_s']:.0f} s each, same traffic and settings.",
+            "", "| loop | steps | promoted | held-out 86% / 88% / 90% at | best held-out | "
+            "sampling waited / took (s) | gate waited / took (s) | user p50 training / paused "
+            "(s) |", "|---|---|---|---|---|---|---|---|",
+            *(row(name, run) for name, run in r["runs"].items()), "",
+            f"**Steps in the same time, pipeline over series: x{r['steps_speedup']:.2f}.** Lag "
+            "of trained rows with the pipeline, in promotions: "
+            f"{r['runs']['pipeline']['lag_versions']}; in optimizer steps: "
+            f"{r['runs']['pipeline']['lag_steps']}."]
+
+
 def api_budgets(r: dict) -> list[str]:
     budgets = r["budgets"]
     policies = list(next(iter(budgets.values())))
@@ -154,9 +176,18 @@ def demo(r: dict) -> list[str]:
                      f"{s['failed']} failed)")
     if r.get("peak_rss_mib"):
         lines.append(f"- peak resident memory (MiB): {json.dumps(r['peak_rss_mib'])}")
-    if shares := r.get("trainer_phases", {}).get("phase_share"):
-        lines.append("- trainer time by phase: " + ", ".join(
+    phases = r.get("trainer_phases", {})
+    if shares := phases.get("phase_share"):
+        lines.append("- trainer time by phase (what each step waited for): " + ", ".join(
             f"{phase} {share:.0%}" for phase, share in shares.items()))
+    if busy := phases.get("busy_seconds"):
+        lines.append("- time spent, wherever it ran (s; above the waits when pipelined): " +
+                     ", ".join(f"{phase} {seconds:.0f}" for phase, seconds in busy.items()
+                               if seconds))
+    for key, unit in (("lag_versions", "promotions"), ("lag_steps", "optimizer steps")):
+        if lags := phases.get(key):
+            lines.append(f"- trained rows by lag in {unit}: " + ", ".join(
+                f"{lag}: {n}" for lag, n in lags.items()))
     return lines
 
 
@@ -171,6 +202,8 @@ SUITES = [  # (title, result file under docs/, renderer, command, plots under do
      "rlvr bench verifiers --out docs/bench/verifiers.json", []),
     ("Fair sharing between callers", "bench/fairness.json", fairness,
      "python -m clients.bench_fairness --out docs/bench/fairness.json", []),
+    ("The trainer's pipeline against its series loop", "bench/pipeline.json", pipeline,
+     "python -m clients.bench_pipeline --duration 600 --out docs/bench/pipeline.json", []),
     ("Accuracy at a budget through the API", "bench/api_budgets.json", api_budgets,
      "python -m clients.bench_api_budgets --out docs/bench/api_budgets.json", []),
     ("Learning efficiency vs TRL", "bench/trl.json", trl,

@@ -178,12 +178,15 @@ async def _phase(cfg: DemoConfig, name: str, seconds: float, traffic: Traffic,
 
 
 def trainer_phases(state_dir: Path) -> dict:
-    """Where the trainer's time went over the run (its last status)."""
+    """Where the trainer's time went over the run (its last status): what the loop waited for
+    by phase, how long sampling, gate and publish took wherever they ran, and how far behind
+    the trained rows were (promotions and optimizer steps)."""
     try:
         status = json.loads((state_dir / "trainer_status.json").read_text())
     except (OSError, ValueError):
         return {}
-    return {k: status[k] for k in ("phase_seconds", "phase_share") if k in status}
+    return {k: status[k] for k in ("phase_seconds", "phase_share", "busy_seconds",
+                                   "lag_versions", "lag_steps", "step") if k in status}
 
 
 def score_versions(state_dir: Path, points: list[dict]) -> dict[str, dict]:

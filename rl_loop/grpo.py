@@ -36,7 +36,8 @@ class GRPOConfig:
                         minimum=0.0)
     is_cap: float = _f(2.0, "cap of the truncated importance weight (behaviour = served)",
                        minimum=1.0)
-    max_staleness: int = _f(4, "drop samples more than this many promotions old", minimum=0)
+    max_staleness: int = _f(1, "drop samples more than this many promotions old (the trainer "
+                               "keeps a copy of each such version's weights)", minimum=0)
     epochs: int = _f(1, "passes over each step's batch (> 1: the ratio moves, the clip binds)",
                      minimum=1)
     minibatches: int = _f(1, "optimizer steps per pass (the batch split evenly, shuffled)",

@@ -3,7 +3,11 @@
 Phases: `sampling` (shadow groups through the server, following admin actions), `training`
 (the GRPO update), `gate` (scoring candidate and served versions on validation items),
 `publish` (writing the checkpoint, promoting it), `waiting` (no traffic yet, paused, retrying).
-Totals since start go to the trainer's status (`phase_seconds`), its metrics and `demo.json`.
+The trainer keeps two clocks: what each step of its loop waited for (`phase_seconds`, the
+critical path; with the pipeline, sampling and gating mostly run while a step trains, so
+little of them is waited for) and how long sampling, gate and publish took wherever they ran
+(`busy_seconds`). Totals since start go to the trainer's status, its metrics
+(`rlvr_train_phase_seconds_total`, `rlvr_train_busy_seconds_total`) and `demo.json`.
 """
 
 from __future__ import annotations

@@ -5,6 +5,12 @@
   the gate's baseline and the point training restarts from after a rejection.
 - `model`: the policy being trained, with its own optimizer and lr warm-up: a copy of the
   served weights (full fine-tuning), or LoRA adapters (peft) on top of `base`.
+- `behaviours`: the served weights of the last few served versions, by version. Sampling runs
+  while the trainer trains, so a batch can span a promotion: its older samples get their
+  importance weights from the weights that really sampled them (one model copy per version
+  kept: `keep` of them).
+- `snapshot()`: a frozen `Candidate` (the trained weights at one step), which the gate scores
+  and the publisher writes while training goes on.
 
 LoRA versions reach the server one of two ways. *Merged* (the server cannot serve adapters):
 the adapters are merged into full weights, and fresh adapters start on top of each promoted
@@ -20,6 +26,8 @@ writes checkpoints in the served model's own dtype, sharded like any HF folder.
 from __future__ import annotations
 
 import copy
+from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -31,13 +39,25 @@ SHARD_SIZE = "2GB"
 TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
+@dataclass
+class Candidate:
+    """The trained weights frozen at one optimizer step: `merged` as a plain model (gate,
+    served copy once promoted) and, when adapters are published, the adapter's tensors."""
+
+    merged: torch.nn.Module
+    step: int
+    adapter: dict | None = None
+
+
 class Policy:
     def __init__(self, checkpoints: CheckpointStore, base_model: Path, version: str,
                  device: torch.device, lr: float, warmup_steps: int, lora_rank: int = 0,
-                 gradient_checkpointing: bool = False):
+                 gradient_checkpointing: bool = False, keep: int = 2,
+                 behaviours: "OrderedDict[str, torch.nn.Module] | None" = None):
         from transformers import AutoConfig, AutoModelForCausalLM
 
         self.lr, self.warmup_steps, self.lora_rank = lr, warmup_steps, lora_rank
+        self.keep = keep
         self.gradient_checkpointing = gradient_checkpointing
         config = AutoConfig.from_pretrained(base_model)
         self.save_dtype = getattr(config, "dtype", None) or torch.float32
@@ -63,7 +83,19 @@ class Policy:
             self.served = adapted.merge_and_unload().eval()
         else:
             self.served = self.base
+        self.behaviours: OrderedDict[str, torch.nn.Module] = OrderedDict(behaviours or {})
+        self._remember(version, self.served)
         self.fresh()
+
+    def _remember(self, version: str, model: torch.nn.Module) -> None:
+        self.behaviours.pop(version, None)
+        self.behaviours[version] = model
+        while len(self.behaviours) > self.keep:
+            self.behaviours.popitem(last=False)
+
+    def behaviour(self, version: str) -> torch.nn.Module | None:
+        """The weights that served `version` (None: not kept any more)."""
+        return self.behaviours.get(version)
 
     def serve_adapters(self, server_max_rank: int) -> bool:
         """Publish adapters (not merged weights) when the server can serve this rank."""
@@ -102,12 +134,29 @@ class Policy:
         """The policy as a plain model (LoRA adapters merged into a copy of the weights)."""
         return copy.deepcopy(self.model).merge_and_unload() if self.lora_rank else self.model
 
-    def write(self, folder: Path, tokenizer) -> None:
-        """The candidate's files: the adapter alone, or a full model folder."""
+    def snapshot(self, step: int) -> Candidate:
+        """The trained weights as they are now, in copies that further training leaves alone."""
+        adapter = None
         if self.publish_adapters:
-            self.model.save_pretrained(folder, safe_serialization=True)
+            from peft import get_peft_model_state_dict
+
+            adapter = {k: v.detach().clone() for k, v in
+                       get_peft_model_state_dict(self.model).items()}
+        merged = self.merged() if self.lora_rank else copy.deepcopy(self.model)
+        return Candidate(merged.eval(), step, adapter)
+
+    def write(self, folder: Path, tokenizer, candidate: Candidate) -> None:
+        """The candidate's files: the adapter alone (peft's layout), or a full model folder."""
+        if self.publish_adapters:
+            from safetensors.torch import save_file
+
+            config = copy.deepcopy(self.model.peft_config["default"])
+            config.inference_mode = True
+            config.save_pretrained(folder)
+            save_file({k: v.contiguous() for k, v in candidate.adapter.items()},
+                      folder / "adapter_model.safetensors", metadata={"format": "pt"})
         else:
-            model = self.merged()
+            model = candidate.merged
             state = {k: v.detach().to(self.save_dtype) for k, v in model.state_dict().items()}
             saved_dtype, model.config.dtype = model.config.dtype, self.save_dtype
             try:
@@ -117,13 +166,13 @@ class Policy:
                 model.config.dtype = saved_dtype
         tokenizer.save_pretrained(folder)
 
-    def accept(self, merged, version: str) -> None:
-        """The candidate (`merged`: from `merged()`) was promoted: users are served it now."""
-        self.served = (merged if self.lora_rank else copy.deepcopy(merged)).eval()
+    def accept(self, candidate: Candidate, version: str) -> None:
+        """The candidate was promoted: users are served it now. Full fine-tuning and adapters
+        go on from where training is; merged LoRA starts new adapters on the promoted weights."""
+        self.served = candidate.merged
         self.served_version = version
-        if self.publish_adapters:  # training goes on from the promoted adapter
-            from peft import get_peft_model_state_dict
-
-            self.adapter = copy.deepcopy(get_peft_model_state_dict(self.model))
+        self._remember(version, self.served)
+        if self.publish_adapters:
+            self.adapter = candidate.adapter
         elif self.lora_rank:
-            self.fresh()  # new adapters on top of the weights just promoted
+            self.fresh()

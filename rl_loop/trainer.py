@@ -12,6 +12,15 @@ take one GRPO step on the rest (micro-batches, chunked log-probs). Every `publis
 publish a checkpoint, gate it against the served version on validation items (a hash slice of
 the traffic plus the model's built-in ones; `gate.py`), and promote it (hot-swap) or mark it
 rejected. Whatever an admin promotes or rolls back is followed: training continues from it.
+
+The pipeline (`pipeline`, on by default): while a step trains (in a worker thread), the next
+batch is already being sampled by the server, and a candidate is gated and written from a
+frozen snapshot while later steps train; one batch and one gate are in flight at most, and
+promotions, rejections and admin follows are applied between steps. A batch that spans a
+promotion trains with importance weights from the version that really sampled each row
+(`Policy.behaviours`); how far behind rows are is reported as `lag_versions` (promotions)
+and `lag_steps` (optimizer steps between the sampling weights and the trained policy).
+`--no-pipeline` runs sample, train, gate one after another, for comparison.
 """
 
 from __future__ import annotations
@@ -23,8 +32,8 @@ import os
 import random
 import shutil
 import time
-from collections import OrderedDict
-from dataclasses import asdict
+from collections import Counter, OrderedDict
+from dataclasses import asdict, dataclass
 
 import torch
 
@@ -33,7 +42,7 @@ from rl_loop import gate
 from rl_loop.checkpoints import BASE_VERSION, CheckpointStore
 from rl_loop.grpo import group_advantages
 from rl_loop.phases import PhaseClock
-from rl_loop.policy import Policy
+from rl_loop.policy import Candidate, Policy
 from rl_loop.prompt_pool import PromptPool
 from rl_loop.samples import Sample, samples_from_events
 from rl_loop.trainer_config import TrainerConfig
@@ -84,10 +93,13 @@ class Trainer:
         self.grpo = cfg.objective
         self.update = GRPOUpdate(cfg.objective, self.device, pad_id, cfg.temperature,
                                  cfg.micro_batch, cfg.logit_chunk, self.rng)
-        self.clock = PhaseClock()
+        self.clock = PhaseClock()  # the loop's critical path: what each step waited for
+        self.busy = PhaseClock()   # how long sampling, gate and publish took, wherever they ran
         self.state_path = cfg.state_dir / "trainer_state.json"
         state = json.loads(self.state_path.read_text()) if self.state_path.is_file() else {}
         self.cursor, self.step = state.get("cursor", 0), state.get("step", 0)
+        self.fork_step = {self.version: self.step}  # version -> step the policy equalled it
+        self.lags = {"lag_versions": Counter(), "lag_steps": Counter()}
         self.pool = PromptPool(cfg.pool_size, weighted=cfg.signal_sampling)
         self.validation: OrderedDict[str, gate.ValidationItem] = OrderedDict()
         builtin = plugins.load(cfg.base_model, "validation_items")
@@ -105,10 +117,11 @@ class Trainer:
                  "pool, %d validation items", self.device, cfg.base_model, self.step,
                  self.cursor, self.version, len(self.pool), len(self.gate_items()))
 
-    def _load_policy(self) -> Policy:
+    def _load_policy(self, behaviours=None) -> Policy:
         return Policy(self.checkpoints, self.cfg.base_model, self.version, self.device,
                       self.cfg.lr, self.cfg.warmup_steps, self.cfg.lora_rank,
-                      self.cfg.gradient_checkpointing)
+                      self.cfg.gradient_checkpointing, keep=self.cfg.objective.max_staleness + 1,
+                      behaviours=behaviours)
 
     def paused(self) -> bool:
         control = self.cfg.state_dir / "training_control.json"
@@ -198,11 +211,13 @@ class Trainer:
         return len(self.lineage) - 1 - max(i for i, v in enumerate(self.lineage) if v == head)
 
     def _rows(self, groups: list[list[Sample]]) -> tuple[list[Sample], list[float], list[int]]:
-        """Fresh samples of the groups with signal, their advantages and lags."""
+        """Fresh samples of the groups with signal, their advantages and lags (a row is fresh
+        when its version is at most `max_staleness` promotions back and its weights are kept)."""
         rows, advantages, lags = [], [], []
         for samples in groups:
             fresh = [(s, lag) for s in samples if (lag := self.lag(s.version)) is not None
-                     and lag <= self.grpo.max_staleness]
+                     and lag <= self.grpo.max_staleness
+                     and self.policy.behaviour(s.version.split("->")[0]) is not None]
             self.stats["stale_samples_dropped"] += len(samples) - len(fresh)
             adv = group_advantages(torch.tensor([s.reward for s, _ in fresh]),
                                    self.grpo.scale_rewards) if len(fresh) > 1 else None
@@ -213,6 +228,11 @@ class Trainer:
             rows += [s for s, _ in fresh]
             advantages += adv.tolist()
             lags += [lag for _, lag in fresh]
+        for s, lag in zip(rows, lags):
+            self.lags["lag_versions"][lag] += 1
+            fork = self.fork_step.get(s.version.split("->")[0])
+            if fork is not None:
+                self.lags["lag_steps"][self.step - fork] += 1
         return rows, advantages, lags
 
     def train_step(self, groups: list[list[Sample]]) -> dict:
@@ -247,64 +267,89 @@ class Trainer:
                     "from it", served, self.version)
         self.version = served
         self.lineage.append(served)
-        self.policy = self._load_policy()
+        self.policy = self._load_policy(self.policy.behaviours)
+        self.fork_step[served] = self.step
         self.stats["followed_admin"] += 1
         self.stats["followed_to"] = served
         if self.cfg.lora_rank:
             self.policy.serve_adapters(info.max_lora_rank)
         self.save_state({})  # report the follow now, not after this step's own publish
 
-    async def publish_and_gate(self, client: AsyncClient) -> str:
-        """Publish the current policy; promote it if it passes the gate. Returns the outcome.
-        With too few validation items nothing is published (the reason is in the status)."""
+    def start_gate(self) -> "GateJob | None":
+        """Freeze the policy as a candidate to gate (None, with the reason in the status,
+        while there are too few validation items)."""
         items = self.gate_items()
         decisive = sum(i.decisive for i in items)
         if decisive < self.cfg.min_validation:
             self.stats["gate"] = (f"no promotion: too few validation items ({decisive} < "
                                   f"{self.cfg.min_validation}); waiting for more traffic")
-            return self.stats["gate"]
-        parent = self.version
-        with self.clock.time("gate"):
-            served = self._scores(parent, self.policy.served, items)
-            policy = self.policy.merged()
-            candidate = gate.score(policy, self.format, items, self.cfg.gate_max_budget)
-        decision = gate.decide(items, candidate, served, self.cfg.gate_z, self.cfg.min_validation)
-        self.accuracy[parent] = gate.accuracy_by_budget(items, served, self.accuracy_source)
-        by_budget = gate.accuracy_by_budget(items, candidate, self.accuracy_source)
+            return None
         numbers = [int(m["version"][1:]) for m in self.checkpoints.versions()
                    if m["version"][1:].isdigit()]
-        version = f"v{max(numbers + [0]) + 1}"
-        metrics = {"gate_accuracy": decision.candidate, "gate_baseline": decision.served,
-                   "gate_stderr": decision.stderr, "accuracy_by_budget": by_budget,
-                   "traffic_accuracy_by_budget": gate.accuracy_by_budget(items, candidate,
+        return GateJob(f"v{max(numbers + [0]) + 1}", self.version, self.policy.served,
+                       self.policy.snapshot(self.step), items)
+
+    def run_gate(self, job: "GateJob") -> None:
+        """Score served and candidate weights on the items, decide, and write the candidate's
+        checkpoint (runs in a worker thread: it reads only the job's frozen weights)."""
+        with self.busy.time("gate"):
+            served = self._scores(job.parent, job.served, job.items)
+            job.scores = gate.score(job.candidate.merged, self.format, job.items,
+                                    self.cfg.gate_max_budget)
+            job.decision = gate.decide(job.items, job.scores, served, self.cfg.gate_z,
+                                       self.cfg.min_validation)
+        self.accuracy[job.parent] = gate.accuracy_by_budget(job.items, served,
+                                                            self.accuracy_source)
+        job.by_budget = gate.accuracy_by_budget(job.items, job.scores, self.accuracy_source)
+        metrics = {"gate_accuracy": job.decision.candidate, "gate_baseline": job.decision.served,
+                   "gate_stderr": job.decision.stderr, "accuracy_by_budget": job.by_budget,
+                   "traffic_accuracy_by_budget": gate.accuracy_by_budget(job.items, job.scores,
                                                                          "traffic"),
-                   "gate_items": decision.items, "gate_rule": f"paired, z={self.cfg.gate_z}",
-                   "step": self.step}
-        with self.clock.time("publish"):
-            self.checkpoints.publish(lambda folder: self.policy.write(folder, self.tokenizer),
-                                     version, parent=parent, step=self.step,
-                                     trace_range=(0, self.cursor), metrics=metrics,
-                                     adapter_base=self.policy.base_version)
-        if decision.promote and (await client.model_info()).weight_version != parent:
+                   "gate_items": job.decision.items, "gate_rule": f"paired, z={self.cfg.gate_z}",
+                   "step": job.candidate.step}
+        with self.busy.time("publish"):
+            self.checkpoints.publish(
+                lambda folder: self.policy.write(folder, self.tokenizer, job.candidate),
+                job.version, parent=job.parent, step=job.candidate.step,
+                trace_range=(0, self.cursor), metrics=metrics,
+                adapter_base=self.policy.base_version)
+
+    async def finish_gate(self, client: AsyncClient, job: "GateJob") -> str:
+        """Promote the gated candidate (hot-swap) or mark it rejected; between steps, since it
+        changes the policy. Returns the outcome."""
+        decision = job.decision
+        if decision.promote and (await client.model_info()).weight_version != job.parent:
             decision.promote, decision.reason = False, "the served version changed meanwhile"
-        self.checkpoints.set_status(version, "candidate", gate=decision.reason)
+        self.checkpoints.set_status(job.version, "candidate", gate=decision.reason)
         self.stats["gate"] = decision.reason
         if not decision.promote:
             reason = f"gate: {decision.reason}"
-            self.checkpoints.set_status(version, "rejected", reason)
+            self.checkpoints.set_status(job.version, "rejected", reason)
             self.stats["rejected"] += 1
-            self.policy.fresh()  # drop the rejected drift: continue from the served weights
-            return f"{version} rejected ({reason}); continuing from {self.version}"
+            if self.version == job.parent:  # drop the rejected drift: back to the served weights
+                self.policy.fresh()
+                self.fork_step[self.version] = self.step
+            return f"{job.version} rejected ({reason}); continuing from {self.version}"
         with self.clock.time("publish"):
-            swap = await client.promote(version)
-        self.policy.accept(policy, version)
-        self.version = version
-        self.lineage.append(version)
-        self.scores[version] = candidate
-        self.accuracy[version] = by_budget
+            swap = await client.promote(job.version)
+        self.policy.accept(job.candidate, job.version)
+        self.version = job.version
+        self.lineage.append(job.version)
+        self.fork_step[job.version] = job.candidate.step
+        self.scores[job.version] = job.scores
+        self.accuracy[job.version] = job.by_budget
         self.stats["promoted"] += 1
         self.stats["swap_ms"] = round(1000 * swap.swap_seconds, 2)
-        return f"{version} promoted ({decision.reason})"
+        return f"{job.version} promoted ({decision.reason})"
+
+    async def publish_and_gate(self, client: AsyncClient) -> str:
+        """Gate the policy as it is now and act on the outcome, start to finish."""
+        job = self.start_gate()
+        if job is None:
+            return self.stats["gate"]
+        with self.clock.time("gate"):
+            await asyncio.to_thread(self.run_gate, job)
+        return await self.finish_gate(client, job)
 
     # ---------------------------------------------------------------- the loop
     def disk_full(self) -> bool:
@@ -323,6 +368,9 @@ class Trainer:
         status = {"state": "running", "pid": os.getpid(), "step": self.step, "version": self.version,
                   "cursor": self.cursor, "accuracy": self.accuracy, **self.stats, **report,
                   "validation_items": len(self.gate_items()), **self.clock.report(),
+                  "busy_seconds": self.busy.report()["phase_seconds"],
+                  **{name: {str(k): n for k, n in sorted(c.items())}
+                     for name, c in self.lags.items()},
                   "config": {k: v if isinstance(v, dict) else str(v)
                              for k, v in asdict(self.cfg).items() if k != "token"}}
         tmp = self.cfg.state_dir / "trainer_status.json.tmp"
@@ -344,35 +392,128 @@ class Trainer:
                          "adapters (the server switches them)" if adapters else
                          f"merged weights (the server serves adapters up to rank "
                          f"{info.max_lora_rank})")
-            while not self.cfg.max_steps or self.step < self.cfg.max_steps:
-                self.read_traces()
-                if (state := self.state()) != "running":
-                    self.save_state({"state": state})
-                    with self.clock.time("waiting"):
-                        await asyncio.sleep(self.cfg.poll_s)
-                    continue
-                start = time.monotonic()
-                try:
-                    with self.clock.time("sampling"):
-                        await self.follow_server(client)
-                        groups = await self.collect_groups(client)
-                except RlvrError as err:  # e.g. the server is draining or full: try again
-                    log.warning("sampling failed (%s); retrying in %.0fs", err, self.cfg.poll_s)
-                    with self.clock.time("waiting"):
-                        await asyncio.sleep(self.cfg.poll_s)
-                    continue
-                with self.clock.time("training"):
-                    report = self.train_step(groups)
-                report["step_seconds"] = time.monotonic() - start
-                report["samples_per_s"] = report["samples"] / report["step_seconds"]
-                log.info("step %d: %s", self.step, {k: round(v, 4) if isinstance(v, float)
-                                                     else v for k, v in report.items()})
-                if report.get("loss") is not None and self.step % self.cfg.publish_every == 0:
-                    try:
-                        log.info("%s", await self.publish_and_gate(client))
-                        if pruned := self.checkpoints.prune(self.cfg.keep_versions):
-                            log.info("retention: deleted the weights of %s", ", ".join(pruned))
-                    except OSError as err:  # e.g. the disk filled up mid-publish: nothing is
-                        log.error("publish failed (%s); training goes on", err)  # published
-                        self.stats["publish_failures"] = self.stats.get("publish_failures", 0) + 1
-                self.save_state(report)
+            loop = Loop(self, client)
+            try:
+                while not self.cfg.max_steps or self.step < self.cfg.max_steps:
+                    await loop.step()
+                await loop.finish()
+            finally:
+                await loop.cancel()
+
+    async def sample(self, client: AsyncClient) -> list[list[Sample]]:
+        with self.busy.time("sampling"):
+            return await self.collect_groups(client)
+
+    def publish_due(self, report: dict) -> bool:
+        return report.get("loss") is not None and self.step % self.cfg.publish_every == 0
+
+    def log_gate(self, outcome: str) -> None:
+        log.info("%s", outcome)
+        if pruned := self.checkpoints.prune(self.cfg.keep_versions):
+            log.info("retention: deleted the weights of %s", ", ".join(pruned))
+
+
+@dataclass
+class GateJob:
+    """A candidate on its way through the gate: frozen weights in, decision and scores out."""
+
+    version: str
+    parent: str
+    served: torch.nn.Module
+    candidate: Candidate
+    items: list
+    decision: gate.Decision | None = None
+    scores: dict | None = None
+    by_budget: dict | None = None
+
+
+class Loop:
+    """The trainer's steps, pipelined or one after another (`TrainerConfig.pipeline`): the
+    sampling of the next batch and the gating of a candidate run while a step trains; at most
+    one of each is in flight, and their results are applied between steps."""
+
+    def __init__(self, trainer: Trainer, client: AsyncClient):
+        self.t, self.client = trainer, client
+        self.sampler: asyncio.Task | None = None   # the next batch
+        self.gating: tuple[GateJob, asyncio.Task] | None = None
+        self.report: dict = {}  # the last step's
+
+    async def step(self) -> None:
+        t = self.t
+        t.read_traces()
+        if (state := t.state()) != "running":
+            t.save_state({"state": state})
+            with t.clock.time("waiting"):
+                await asyncio.sleep(t.cfg.poll_s)
+            return
+        if self.gating is not None and self.gating[1].done():
+            await self.finish_gate()
+        start = time.monotonic()
+        try:
+            with t.clock.time("sampling"):
+                await t.follow_server(self.client)
+                sampler, self.sampler = self.sampler, None
+                groups = await (sampler or t.sample(self.client))
+        except RlvrError as err:  # e.g. the server is draining or full: try again
+            log.warning("sampling failed (%s); retrying in %.0fs", err, t.cfg.poll_s)
+            with t.clock.time("waiting"):
+                await asyncio.sleep(t.cfg.poll_s)
+            return
+        if t.cfg.pipeline:
+            self.sampler = asyncio.create_task(t.sample(self.client))
+        with t.clock.time("training"):
+            report = (await asyncio.to_thread(t.train_step, groups) if t.cfg.pipeline
+                      else t.train_step(groups))
+        report["step_seconds"] = time.monotonic() - start
+        report["samples_per_s"] = report["samples"] / report["step_seconds"]
+        log.info("step %d: %s", t.step, {k: round(v, 4) if isinstance(v, float) else v
+                                          for k, v in report.items()})
+        if t.publish_due(report):
+            await self.gate()
+        self.report = report
+        t.save_state(report)
+
+    async def gate(self) -> None:
+        """Start gating the policy as it is now (after the gate in flight, if any)."""
+        t = self.t
+        if self.gating is not None:
+            await self.finish_gate()
+        try:
+            job = t.start_gate()
+            if job is None:
+                log.info("%s", t.stats["gate"])
+                return
+            self.gating = (job, asyncio.create_task(asyncio.to_thread(t.run_gate, job)))
+            if not t.cfg.pipeline:
+                await self.finish_gate()
+        except OSError as err:
+            self.publish_failed(err)
+
+    async def finish_gate(self) -> None:
+        job, task = self.gating
+        self.gating = None
+        try:
+            with self.t.clock.time("gate"):
+                await task
+            self.t.log_gate(await self.t.finish_gate(self.client, job))
+        except OSError as err:
+            self.publish_failed(err)
+
+    def publish_failed(self, err: OSError) -> None:
+        """E.g. the disk filled up mid-publish: nothing is published; training goes on."""
+        log.error("publish failed (%s); training goes on", err)
+        self.t.stats["publish_failures"] = self.t.stats.get("publish_failures", 0) + 1
+
+    async def finish(self) -> None:
+        """At the last step: the gate in flight is finished (and its outcome applied)."""
+        if self.gating is not None:
+            await self.finish_gate()
+            self.t.save_state(self.report)
+
+    async def cancel(self) -> None:
+        """On the way out: the batch in flight is dropped, so is an unfinished gate (its
+        checkpoint, if written, stays a candidate that is never promoted)."""
+        tasks = [task for task in (self.sampler, self.gating and self.gating[1]) if task]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

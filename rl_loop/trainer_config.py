@@ -63,6 +63,8 @@ class TrainerConfig:
                                      "groups carry signal (--no-signal-sampling: uniform)")
     max_sampling_rounds: int = _f(2, "dynamic sampling: rounds of groups per step until "
                                      "enough carry signal", minimum=1)
+    pipeline: bool = _f(True, "sample the next batch and gate candidates while a step trains "
+                              "(--no-pipeline: sample, train, gate one after another)")
     lora_rank: int = _f(0, "train LoRA adapters of this rank instead of all weights",
                         minimum=0)
     micro_batch: int = _f(8, "rows per forward/backward (gradients accumulate)", minimum=1)

@@ -4,8 +4,9 @@
 `minibatches` optimizer steps (shuffled), every optimizer step in micro-batches whose
 gradients accumulate (the loss stays a mean over every sampled token of its rows). Log-probs
 come from `logprobs.token_logprobs` (chunked, no [B, T, V] logits) on the exact token ids the
-server sampled; the served weights give the behaviour log-probs (truncated IS) and the KL
-reference; with more than one optimizer step the ratio's denominator is the policy at the
+server sampled; the weights of the version that sampled each row (`Policy.behaviour`: the
+served version, or an earlier one for a batch that spanned a promotion) give the behaviour
+log-probs (truncated IS) and the KL reference; with more than one optimizer step the ratio's denominator is the policy at the
 start of the step, so the clip binds.
 """
 
@@ -64,22 +65,28 @@ class GRPOUpdate:
         return mean | {"tokens": sum(sum(s.sampled_mask) for s in rows), "updates": len(steps)}
 
     def _fixed_logprobs(self, policy: Policy, rows: list[Sample]) -> tuple[list, list | None]:
-        """Per-row log-probs that stay fixed through a step ([T_i - 1] each): under the served
-        weights and, when the step takes several optimizer steps, under the policy at its
-        start."""
+        """Per-row log-probs that stay fixed through a step ([T_i - 1] each): under the weights
+        that sampled the row and, when the step takes several optimizer steps, under the
+        policy at its start."""
         several = self.grpo.epochs * self.grpo.minibatches > 1
-        behaviour, start = [], []
+        behaviour: list = [None] * len(rows)
+        start: list = [None] * len(rows)
+        by_version: dict[str, list[int]] = {}
+        for i, s in enumerate(rows):
+            by_version.setdefault(s.version.split("->")[0], []).append(i)
         with torch.no_grad():
-            for first in range(0, len(rows), self.micro_batch):
-                part = rows[first: first + self.micro_batch]
-                ids, attention, _ = self.batch(part)
-                served = self.logprobs(policy.served, ids, attention)             # [b, T-1]
-                own = self.logprobs(policy.model, ids, attention) if several else None
-                for i, s in enumerate(part):
-                    width = len(s.prompt_ids) + len(s.completion_ids) - 1
-                    behaviour.append(served[i, :width])                           # [T_i-1]
-                    if several:
-                        start.append(own[i, :width])                              # [T_i-1]
+            for version, indices in by_version.items():
+                sampler = policy.behaviour(version)
+                for first in range(0, len(indices), self.micro_batch):
+                    part = indices[first: first + self.micro_batch]
+                    ids, attention, _ = self.batch([rows[i] for i in part])
+                    behave = self.logprobs(sampler, ids, attention)                 # [b, T-1]
+                    own = self.logprobs(policy.model, ids, attention) if several else None
+                    for j, i in enumerate(part):
+                        width = len(rows[i].prompt_ids) + len(rows[i].completion_ids) - 1
+                        behaviour[i] = behave[j, :width]                            # [T_i-1]
+                        if several:
+                            start[i] = own[j, :width]                               # [T_i-1]
         return behaviour, (start if several else None)
 
     def _optimizer_step(self, policy: Policy, rows: list[Sample], advantages: list[float],

@@ -129,6 +129,12 @@ class TrainingCollector:
         for phase, seconds in dict(status.get("phase_seconds", {})).items():
             phases.add_metric([phase], seconds)
         yield phases
+        busy = CounterMetricFamily("rlvr_train_busy_seconds", "Trainer seconds spent sampling, "
+                                   "gating and publishing, in the loop or alongside its "
+                                   "training steps (pipeline)", labels=["phase"])
+        for phase, seconds in dict(status.get("busy_seconds", {})).items():
+            busy.add_metric([phase], seconds)
+        yield busy
         accuracy = GaugeMetricFamily("rlvr_heldout_accuracy", "Greedy accuracy on the gate's "
                                      "validation tasks per weight version and thinking budget",
                                      labels=["version", "budget"])

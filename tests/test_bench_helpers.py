@@ -35,7 +35,7 @@ def test_report_renders_what_was_run_and_names_what_was_not(tmp_path):
     text = write_report(tmp_path).read_text()
     assert "| rlvr runtime | **1.000** | 0 | 0 |" in text
     assert "(no minimum) | 0.610 | 3 | 384 |" in text
-    assert text.count("Not run yet.") == 7
+    assert text.count("Not run yet.") == 8
     (tmp_path / "bench" / "fairness.json").write_text(json.dumps({
         "probes": 40, "target": "ratio <= 2", "runs": [
             {"scenario": "verifier", "verifier_workers_per_caller": 1, "unloaded_p99_s": 0.1,
@@ -43,6 +43,20 @@ def test_report_renders_what_was_run_and_names_what_was_not(tmp_path):
     text = write_report(tmp_path).read_text()
     assert "| verifier | `verifier_workers_per_caller` 1 | 0.100 s | 0.190 s | **1.9x** |" in text
     assert "`rlvr bench control --requests 1000 --out docs/bench/control.json`" in text
+    latency = {"running": {"latency_p50_s": 0.4}, "paused": {"latency_p50_s": 0.2}}
+    run = {"steps": 30, "promoted": 3, "rejected": 1, "best_heldout": 0.9,
+           "time_to_heldout_s": {"0.86": 0.0, "0.88": 120.0, "0.9": None},
+           "phase_seconds": {"sampling": 100.0, "gate": 40.0},
+           "busy_seconds": {"sampling": 100.0, "gate": 40.0}, "latency": latency,
+           "lag_versions": {"0": 90, "1": 10}, "lag_steps": {"0": 50, "3": 50}}
+    faster = run | {"steps": 45, "phase_seconds": {"sampling": 10.0, "gate": 1.0}}
+    (tmp_path / "bench" / "pipeline.json").write_text(json.dumps({
+        "duration_s": 600, "runs": {"series": run, "pipeline": faster}, "steps_speedup": 1.5}))
+    text = write_report(tmp_path).read_text()
+    assert "| series | 30 | 3 (1 rejected) | 0 s / 120 s / not reached | 0.900 | 100 / 100 | " \
+           "40 / 40 | 0.40 / 0.20 |" in text
+    assert "| pipeline | 45 |" in text and "10 / 100 | 1 / 40 |" in text
+    assert "pipeline over series: x1.50" in text
 
 
 def test_inter_token_latency_is_per_token_whatever_the_chunking():

@@ -165,8 +165,11 @@ def test_serve_runs_the_trainer_which_survives_kill_9_of_itself_and_of_the_serve
                                  f'budget="16",version="{promoted}"') <= 1
         assert 'rlvr_heldout_accuracy{budget="unlimited",version="v0"}' in metrics
         assert metric_value(metrics, "rlvr_versions", 'status="promoted"') >= 1
-        for phase in ("sampling", "training", "gate", "publish"):  # where the time went
+        for phase in ("sampling", "training", "publish"):  # where the time went: the steps
             assert metric_value(metrics, "rlvr_train_phase_seconds_total",
+                                f'phase="{phase}"') > 0, phase
+        for phase in ("sampling", "gate", "publish"):  # and what that work took
+            assert metric_value(metrics, "rlvr_train_busy_seconds_total",
                                 f'phase="{phase}"') > 0, phase
 
         victim = trainer_status(state)["pid"]

@@ -76,14 +76,15 @@ def test_adapter_versions_publish_the_adapter_and_resume_from_it(tmp_path):
     assert not trainer.policy.serve_adapters(0)       # the server cannot: merged weights
     assert trainer.policy.serve_adapters(8)           # rank 4 <= 8: adapters
     trainer.train_step(groups_for(trainer))
-    merged = trainer.policy.merged()
+    candidate = trainer.policy.snapshot(trainer.step)
+    merged = candidate.merged
     store = trainer.checkpoints
-    folder = store.publish(lambda f: trainer.policy.write(f, trainer.tokenizer), "v1",
+    folder = store.publish(lambda f: trainer.policy.write(f, trainer.tokenizer, candidate), "v1",
                            parent="v0", step=1, adapter_base=trainer.policy.base_version)
     assert (folder / "adapter_config.json").is_file() and not (folder / "model.safetensors").exists()
     assert store.manifest("v1")["adapter_base"] == "v0"
     assert store.manifest("v1")["weights"] == ["adapter_model.safetensors"]
-    trainer.policy.accept(merged, "v1")
+    trainer.policy.accept(candidate, "v1")
     store.record_promotion("v1")
     trainer.train_step(groups_for(trainer))  # training goes on from the promoted adapter
     assert trainer.policy.base_version == "v0"

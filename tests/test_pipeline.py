@@ -1,0 +1,159 @@
+"""The trainer's pipeline without a server: sampling overlaps training, the gate trains on,
+lagged rows get the weights that sampled them, a frozen candidate stays frozen."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from rl_loop.grpo import GRPOConfig
+from rl_loop.trainer import Trainer, TrainerConfig
+from runtime.config import MODEL_DIR
+from tests.test_trainer import groups_for
+
+
+class FakeServer:
+    """The two Admin/Reasoning calls the loop makes besides sampling."""
+
+    def __init__(self, version: str = "v0"):
+        self.version, self.promoted = version, []
+
+    async def model_info(self):
+        return SimpleNamespace(weight_version=self.version)
+
+    async def promote(self, version: str):
+        self.version = version
+        self.promoted.append(version)
+        return SimpleNamespace(swap_seconds=0.001)
+
+
+def trainer_with_fake_sampling(tmp_path, pipeline: bool, events: list, **kw) -> Trainer:
+    trainer = Trainer(TrainerConfig(base_model=MODEL_DIR, state_dir=tmp_path, gate_tasks=20,
+                                    min_validation=1, gate_z=1e9, lr=1e-3, warmup_steps=1,
+                                    pipeline=pipeline, publish_every=2, **kw))
+    trainer.state = lambda: "running"
+    trainer.read_traces = lambda: None
+    lock = threading.Lock()
+
+    def mark(what: str) -> None:
+        with lock:
+            events.append((what, time.monotonic()))
+
+    async def collect_groups(client):
+        mark("sample start")
+        await asyncio.sleep(0.05)
+        mark("sample end")
+        return groups_for(trainer)
+    trainer.collect_groups = collect_groups
+    train_step = trainer.train_step
+
+    def timed_train_step(groups):
+        mark("train start")
+        time.sleep(0.2)  # long enough that a sampler running alongside visibly overlaps
+        report = train_step(groups)
+        mark("train end")
+        return report
+    trainer.train_step = timed_train_step
+    return trainer
+
+
+async def run_steps(trainer: Trainer, server: FakeServer, steps: int) -> None:
+    from rl_loop.trainer import Loop
+
+    loop = Loop(trainer, server)
+    try:
+        while trainer.step < steps:
+            await loop.step()
+        await loop.finish()
+    finally:
+        await loop.cancel()
+
+
+@pytest.mark.parametrize("pipeline", [True, False])
+def test_the_next_batch_is_sampled_while_a_step_trains(tmp_path, pipeline):
+    events: list = []
+    trainer = trainer_with_fake_sampling(tmp_path, pipeline, events)
+    server = FakeServer()
+    asyncio.run(run_steps(trainer, server, 4))
+    def spans(kind: str) -> list[tuple[float, float]]:
+        return [(t, next(e for w, e in events if w == f"{kind} end" and e >= t))
+                for what, t in events if what == f"{kind} start"]
+    overlapped = sum(any(s < b and e > a for s, e in spans("sample"))
+                     for a, b in spans("train"))
+    if pipeline:  # every step but the last had its successor's batch sampled meanwhile
+        assert overlapped >= 3
+    else:
+        assert overlapped == 0
+    # gates at steps 2 and 4, both finished (the last at the end of the run), both promoted
+    assert server.promoted == ["v1", "v2"] and trainer.version == "v2"
+    assert trainer.stats["promoted"] == 2
+    status = trainer.lags
+    assert sum(status["lag_versions"].values()) > 0
+    phases = trainer.busy.report()["phase_seconds"]
+    assert phases["sampling"] > 0 and phases["gate"] > 0
+
+
+def test_a_candidate_is_frozen_while_training_goes_on(tmp_path):
+    trainer = Trainer(TrainerConfig(base_model=MODEL_DIR, state_dir=tmp_path, gate_tasks=0,
+                                    lr=1e-3, warmup_steps=1))
+    trainer.train_step(groups_for(trainer))
+    candidate = trainer.policy.snapshot(trainer.step)
+    frozen = {k: v.clone() for k, v in candidate.merged.state_dict().items()}
+    trainer.train_step(groups_for(trainer))
+    assert candidate.step == 1
+    assert all(torch.equal(frozen[k], v) for k, v in candidate.merged.state_dict().items())
+    moved = trainer.policy.model.state_dict()
+    assert any(not torch.equal(frozen[k], moved[k]) for k in frozen)
+
+
+def test_rows_sampled_before_a_promotion_get_their_own_behaviour_weights(tmp_path):
+    trainer = Trainer(TrainerConfig(base_model=MODEL_DIR, state_dir=tmp_path, gate_tasks=0,
+                                    lr=1e-2, warmup_steps=0))
+    v0 = trainer.policy.served
+    trainer.train_step(groups_for(trainer))
+    trainer.policy.accept(trainer.policy.snapshot(trainer.step), "v1")   # as finish_gate does
+    trainer.version = "v1"
+    trainer.lineage.append("v1")
+    trainer.fork_step["v1"] = trainer.step
+    assert trainer.policy.behaviour("v0") is v0 and trainer.policy.behaviour("v1") is not v0
+
+    old = groups_for(trainer)                                            # sampled by v0
+    new = groups_for(trainer)
+    for sample in (s for g in new for s in g):
+        sample.version = "v1"
+    rows = old[0] + new[0]
+    behaviour, _ = trainer.update._fixed_logprobs(trainer.policy, rows)
+
+    def under(model, row):  # [T-1] log-probs of one row's tokens under `model`
+        ids, attention, _ = trainer.update.batch([row])
+        with torch.no_grad():
+            return trainer.update.logprobs(model, ids, attention)[0]
+    assert torch.allclose(behaviour[0], under(v0, rows[0]), atol=1e-5)
+    assert torch.allclose(behaviour[-1], under(trainer.policy.served, rows[-1]), atol=1e-5)
+    assert not torch.allclose(behaviour[0], under(trainer.policy.served, rows[0]), atol=1e-3)
+
+    for counts in trainer.lags.values():
+        counts.clear()  # count this step's rows only
+    report = trainer.train_step([old[0], new[0]])
+    assert report["loss"] is not None and report["staleness"] == pytest.approx(0.5)
+    assert trainer.lags["lag_versions"] == {0: 4, 1: 4}
+    assert trainer.lags["lag_steps"][0] == 4  # v1's rows: the policy is v1 before this step
+    assert trainer.lags["lag_steps"][1] == 4  # v0's rows: one optimizer step behind
+    assert report["is_weight"] != pytest.approx(1.0)  # the v0 rows' weights are not 1
+
+
+def test_rows_of_a_version_no_longer_kept_are_dropped_as_stale(tmp_path):
+    trainer = Trainer(TrainerConfig(base_model=MODEL_DIR, state_dir=tmp_path, gate_tasks=0,
+                                    objective=GRPOConfig(max_staleness=0)))
+    trainer.train_step(groups_for(trainer))
+    trainer.policy.accept(trainer.policy.snapshot(trainer.step), "v1")
+    trainer.version = "v1"
+    trainer.lineage.append("v1")
+    assert trainer.policy.behaviour("v0") is None  # one version kept: v1's
+    report = trainer.train_step(groups_for(trainer))  # every row sampled by v0
+    assert report["loss"] is None and trainer.stats["stale_samples_dropped"] == 8
