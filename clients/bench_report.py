@@ -93,10 +93,14 @@ def pipeline(r: dict) -> list[str]:
             "sampling waited / took (s) | gate waited / took (s) | user p50 training / paused "
             "(s) |", "|---|---|---|---|---|---|---|---|",
             *(row(name, run) for name, run in r["runs"].items()), "",
-            f"**Steps in the same time, pipeline over series: x{r['steps_speedup']:.2f}.** Lag "
-            "of trained rows with the pipeline, in promotions: "
-            f"{r['runs']['pipeline']['lag_versions']}; in optimizer steps: "
-            f"{r['runs']['pipeline']['lag_steps']}."]
+            f"**Steps in the same time, pipeline over series: x{r['steps_speedup']:.2f}.** "
+            "Trained rows with the pipeline by lag (lag: rows), in promotions: "
+            f"{_counts(r['runs']['pipeline']['lag_versions'])}; in optimizer steps: "
+            f"{_counts(r['runs']['pipeline']['lag_steps'])}."]
+
+
+def _counts(counts: dict) -> str:
+    return ", ".join(f"{lag}: {n}" for lag, n in counts.items())
 
 
 def api_budgets(r: dict) -> list[str]:
@@ -186,8 +190,7 @@ def demo(r: dict) -> list[str]:
                                if seconds))
     for key, unit in (("lag_versions", "promotions"), ("lag_steps", "optimizer steps")):
         if lags := phases.get(key):
-            lines.append(f"- trained rows by lag in {unit}: " + ", ".join(
-                f"{lag}: {n}" for lag, n in lags.items()))
+            lines.append(f"- trained rows by lag in {unit} (lag: rows): {_counts(lags)}")
     return lines
 
 

@@ -10,6 +10,9 @@ versions are dropped. A KL penalty to the served version (k3 estimator) is off b
 With `epochs` or `minibatches` above 1 a step takes several optimizer steps against the
 log-probs at its start, so the ratio moves and the clip matters (with one, the ratio is 1).
 Losses are averaged over tokens, not sequences (long answers are not down-weighted).
+Replay (`replay_coef` > 0): every optimizer step also takes the likelihood of a few
+verified-correct samples kept from earlier groups, including groups whose rewards were all
+1 (no GRPO signal, dropped above): loss += replay_coef * mean NLL of their sampled tokens.
 """
 
 from __future__ import annotations
@@ -42,6 +45,9 @@ class GRPOConfig:
                      minimum=1)
     minibatches: int = _f(1, "optimizer steps per pass (the batch split evenly, shuffled)",
                           minimum=1)
+    replay_coef: float = _f(0.0, "> 0 adds replay_coef * NLL of verified-correct samples "
+                                 "replayed from earlier groups", minimum=0.0)
+    replay_rows: int = _f(16, "verified-correct rows replayed per optimizer step", minimum=1)
 
 
 def group_advantages(rewards: torch.Tensor, scale: bool = True,
@@ -56,6 +62,17 @@ def group_advantages(rewards: torch.Tensor, scale: bool = True,
 def is_fresh(sample_version: int, trainer_version: int, max_staleness: int) -> bool:
     """Whether a sample from `sample_version` may train the `trainer_version` policy."""
     return trainer_version - sample_version <= max_staleness
+
+
+def replay_loss(logprobs: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Mean negative log-likelihood of the sampled tokens of verified-correct rows.
+
+    logprobs: [B, T] log-probs of the tokens under the policy being trained
+    mask:     [B, T] 1 for the sampled completion tokens
+    """
+    mask = mask.to(logprobs.dtype)
+    tokens = mask.sum().clamp(min=1)
+    return -(logprobs * mask).sum() / tokens, int(mask.sum())
 
 
 def grpo_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor,

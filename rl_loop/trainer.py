@@ -13,14 +13,14 @@ publish a checkpoint, gate it against the served version on validation items (a 
 the traffic plus the model's built-in ones; `gate.py`), and promote it (hot-swap) or mark it
 rejected. Whatever an admin promotes or rolls back is followed: training continues from it.
 
-The pipeline (`pipeline`, on by default): while a step trains (in a worker thread), the next
-batch is already being sampled by the server, and a candidate is gated and written from a
-frozen snapshot while later steps train; one batch and one gate are in flight at most, and
-promotions, rejections and admin follows are applied between steps. A batch that spans a
-promotion trains with importance weights from the version that really sampled each row
-(`Policy.behaviours`); how far behind rows are is reported as `lag_versions` (promotions)
-and `lag_steps` (optimizer steps between the sampling weights and the trained policy).
-`--no-pipeline` runs sample, train, gate one after another, for comparison.
+With `--pipeline` (off by default, by measurement on 2 shared CPU cores), while a step
+trains (in a worker thread) the server already samples the next batch, and a candidate is
+gated and written from a frozen snapshot while later steps train; one batch and one gate are
+in flight at most, and promotions, rejections and admin follows are applied between steps.
+A batch that spans a promotion trains with importance weights from the version that really
+sampled each row (`Policy.behaviours`); how far behind rows are is reported as
+`lag_versions` (promotions) and `lag_steps` (optimizer steps between the sampling weights
+and the trained policy). Without it: sample, train, gate, one after another.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ import os
 import random
 import shutil
 import time
-from collections import Counter, OrderedDict
+from collections import Counter, OrderedDict, deque
 from dataclasses import asdict, dataclass
 
 import torch
@@ -100,6 +100,7 @@ class Trainer:
         self.cursor, self.step = state.get("cursor", 0), state.get("step", 0)
         self.fork_step = {self.version: self.step}  # version -> step the policy equalled it
         self.lags = {"lag_versions": Counter(), "lag_steps": Counter()}
+        self.replay: deque[Sample] = deque(maxlen=cfg.replay_buffer)  # verified-correct rows
         self.pool = PromptPool(cfg.pool_size, weighted=cfg.signal_sampling)
         self.validation: OrderedDict[str, gate.ValidationItem] = OrderedDict()
         builtin = plugins.load(cfg.base_model, "validation_items")
@@ -219,6 +220,7 @@ class Trainer:
                      and lag <= self.grpo.max_staleness
                      and self.policy.behaviour(s.version.split("->")[0]) is not None]
             self.stats["stale_samples_dropped"] += len(samples) - len(fresh)
+            self.replay.extend(s for s, _ in fresh if s.reward >= 1.0)
             adv = group_advantages(torch.tensor([s.reward for s, _ in fresh]),
                                    self.grpo.scale_rewards) if len(fresh) > 1 else None
             self.stats["groups"] += 1
@@ -243,7 +245,7 @@ class Trainer:
                   "staleness": sum(lags) / max(1, len(lags))}
         if not rows:
             return report | {"loss": None}
-        report |= self.update.run(self.policy, rows, advantages)
+        report |= self.update.run(self.policy, rows, advantages, list(self.replay))
         self.step += 1
         return report
 

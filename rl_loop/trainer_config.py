@@ -63,8 +63,12 @@ class TrainerConfig:
                                      "groups carry signal (--no-signal-sampling: uniform)")
     max_sampling_rounds: int = _f(2, "dynamic sampling: rounds of groups per step until "
                                      "enough carry signal", minimum=1)
-    pipeline: bool = _f(True, "sample the next batch and gate candidates while a step trains "
-                              "(--no-pipeline: sample, train, gate one after another)")
+    pipeline: bool = _f(False, "sample the next batch and gate candidates while a step "
+                               "trains (off: sample, train, gate one after another; on 2 shared "
+                               "CPU cores it gave 1.6x the steps but no faster held-out gain "
+                               "and a slower p50 for users: docs/bench/pipeline.json)")
+    replay_buffer: int = _f(512, "verified-correct samples kept for replay (--replay-coef)",
+                            minimum=1)
     lora_rank: int = _f(0, "train LoRA adapters of this rank instead of all weights",
                         minimum=0)
     micro_batch: int = _f(8, "rows per forward/backward (gradients accumulate)", minimum=1)

@@ -7,7 +7,8 @@ come from `logprobs.token_logprobs` (chunked, no [B, T, V] logits) on the exact 
 server sampled; the weights of the version that sampled each row (`Policy.behaviour`: the
 served version, or an earlier one for a batch that spanned a promotion) give the behaviour
 log-probs (truncated IS) and the KL reference; with more than one optimizer step the ratio's denominator is the policy at the
-start of the step, so the clip binds.
+start of the step, so the clip binds. With `replay_coef` > 0 every optimizer step adds the
+likelihood of `replay_rows` verified-correct rows drawn from the trainer's replay buffer.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import random
 import torch
 from torch.nn.utils.rnn import pad_sequence
 
-from rl_loop.grpo import GRPOConfig, grpo_loss
+from rl_loop.grpo import GRPOConfig, grpo_loss, replay_loss
 from rl_loop.logprobs import token_logprobs
 from rl_loop.policy import Policy
 from rl_loop.samples import Sample
@@ -48,8 +49,10 @@ class GRPOUpdate:
             mask[i, len(s.prompt_ids): len(seq)] = torch.tensor(s.sampled_mask, dtype=torch.float)
         return ids.to(self.device), attention.to(self.device), mask.to(self.device)
 
-    def run(self, policy: Policy, rows: list[Sample], advantages: list[float]) -> dict:
-        """Every optimizer step of one GRPO step; reports their mean and how many there were."""
+    def run(self, policy: Policy, rows: list[Sample], advantages: list[float],
+            replay: list[Sample] | None = None) -> dict:
+        """Every optimizer step of one GRPO step; reports their mean and how many there were.
+        `replay`: verified-correct rows to draw each optimizer step's replay rows from."""
         behaviour, start = self._fixed_logprobs(policy, rows)
         order, steps = list(range(len(rows))), []
         for _ in range(self.grpo.epochs):
@@ -60,7 +63,7 @@ class GRPOUpdate:
                     steps.append(self._optimizer_step(
                         policy, [rows[i] for i in chunk], [advantages[i] for i in chunk],
                         [behaviour[i] for i in chunk],
-                        [start[i] for i in chunk] if start else None))
+                        [start[i] for i in chunk] if start else None, replay or []))
         mean = {k: sum(s[k] for s in steps) / len(steps) for k in steps[0]}
         return mean | {"tokens": sum(sum(s.sampled_mask) for s in rows), "updates": len(steps)}
 
@@ -89,10 +92,27 @@ class GRPOUpdate:
                             start[i] = own[j, :width]                               # [T_i-1]
         return behaviour, (start if several else None)
 
+    def _replay_step(self, policy: Policy, replay: list[Sample]) -> float:
+        """Accumulate the gradient of replay_coef * NLL on rows drawn from `replay`; returns
+        that loss."""
+        if not (self.grpo.replay_coef > 0 and replay):
+            return 0.0
+        rows = self.rng.sample(replay, min(self.grpo.replay_rows, len(replay)))
+        total, loss_sum = sum(sum(s.sampled_mask) for s in rows) or 1, 0.0
+        for first in range(0, len(rows), self.micro_batch):
+            ids, attention, mask = self.batch(rows[first: first + self.micro_batch])
+            logprobs = self.logprobs(policy.model, ids, attention)                 # [b, T-1]
+            loss, tokens = replay_loss(logprobs, mask[:, 1:])
+            weighted = self.grpo.replay_coef * loss * tokens / total
+            weighted.backward()
+            loss_sum += weighted.item()
+        return loss_sum
+
     def _optimizer_step(self, policy: Policy, rows: list[Sample], advantages: list[float],
-                        behaviour: list, start: list | None) -> dict:
+                        behaviour: list, start: list | None, replay: list[Sample]) -> dict:
         total = sum(sum(s.sampled_mask) for s in rows) or 1
         policy.opt.zero_grad(set_to_none=True)
+        replay_loss_value = self._replay_step(policy, replay)
         loss_sum, sums = 0.0, {"clip_fraction": 0.0, "kl": 0.0, "is_weight": 0.0}
         for first in range(0, len(rows), self.micro_batch):
             part = slice(first, first + self.micro_batch)
@@ -112,4 +132,4 @@ class GRPOUpdate:
         torch.nn.utils.clip_grad_norm_(policy.model.parameters(), 1.0)
         policy.opt.step()
         policy.schedule.step()
-        return sums | {"loss": loss_sum}
+        return sums | {"loss": loss_sum, "replay_loss": replay_loss_value}

@@ -76,6 +76,22 @@ def test_engine_settings_apply_cpu_workarounds_only_on_cpu(monkeypatch):
     assert "reasoning_parser" not in plain  # a model without delimiters starts anyway
 
 
+def test_a_half_precision_folder_runs_in_float32_on_a_cpu_without_bf16(monkeypatch, tmp_path):
+    import json
+
+    (tmp_path / "config.json").write_text(json.dumps({"dtype": "bfloat16"}))
+    monkeypatch.setattr(engine_args, "on_cpu", lambda: True)
+    monkeypatch.setattr(engine_args, "cpu_has_bf16", lambda: False)
+    assert engine_args.model_dtype(tmp_path) == "float32"
+    assert engine_args.model_dtype(tmp_path, "bfloat16") == "bfloat16"  # asked for: kept
+    assert engine_args.model_dtype(MODEL_DIR) == "float32"              # the toy's own
+    monkeypatch.setattr(engine_args, "cpu_has_bf16", lambda: True)
+    assert engine_args.model_dtype(tmp_path) == "bfloat16"
+    monkeypatch.setattr(engine_args, "on_cpu", lambda: False)
+    monkeypatch.setattr(engine_args, "cpu_has_bf16", lambda: False)
+    assert engine_args.model_dtype(tmp_path) == "bfloat16"              # a GPU: its own
+
+
 def test_the_engine_leaves_room_for_a_trainer_on_the_only_gpu():
     from runtime.config import ServerConfig
 

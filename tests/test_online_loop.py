@@ -32,7 +32,8 @@ def test_traffic_trains_publishes_gates_and_swaps(server):
     assert report["requests"] >= 20 and report["failed"] == 0
     cfg = TrainerConfig(base_model=MODEL_DIR, server=server.target, state_dir=server.state_dir, token=ADMIN_TOKEN,
                         max_steps=2, publish_every=2, prompts_per_step=6, group_size=6,
-                        gate_tasks=30, gate_z=1e9, min_validation=1, poll_s=0.2)
+                        gate_tasks=30, gate_z=1e9, min_validation=1, poll_s=0.2,
+                        pipeline=True)
     trainer = Trainer(cfg)
     asyncio.run(trainer.run())
     status = json.loads((server.state_dir / "trainer_status.json").read_text())

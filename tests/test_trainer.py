@@ -168,3 +168,24 @@ def test_the_phase_clock_accounts_for_the_loop():
     with pytest.raises(ValueError, match="unknown phase"):
         with clock.time("thinking"):
             pass
+
+
+def test_verified_correct_rows_are_replayed_with_a_likelihood_loss(tmp_path):
+    """Correct rows, also of all-correct groups that carry no GRPO signal, fill the replay
+    buffer; with replay_coef > 0 each optimizer step also raises their likelihood."""
+    results = {}
+    for coef in (0.0, 1.0):
+        torch.manual_seed(0)
+        trainer = Trainer(TrainerConfig(base_model=MODEL_DIR, state_dir=tmp_path / str(coef),
+                                        gate_tasks=0, lr=1e-3, warmup_steps=1,
+                                        objective=GRPOConfig(replay_coef=coef, replay_rows=4)))
+        groups = groups_for(trainer)
+        correct = groups[1][0]                      # from the all-correct group (no signal)
+        before = logprob_of(trainer, trainer.policy.model, correct)
+        report = trainer.train_step(groups)
+        assert len(trainer.replay) == 6             # 2 correct of the first group, 4 of the second
+        assert all(s.reward == 1.0 for s in trainer.replay)
+        results[coef] = (report["replay_loss"], logprob_of(trainer, trainer.policy.model,
+                                                           correct) - before)
+    assert results[0.0][0] == 0.0 and results[1.0][0] > 0.0
+    assert results[1.0][1] > results[0.0][1]  # replay pushed the correct answer up further
