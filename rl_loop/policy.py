@@ -110,8 +110,8 @@ class Policy:
 
     def fresh(self) -> None:
         """A new trainable policy from the served weights, and a new optimizer."""
-        if not self.lora_rank:
-            self.model = copy.deepcopy(self.served).train()
+        if not self.lora_rank:  # (a promoted candidate's copy is frozen: train all of it)
+            self.model = copy.deepcopy(self.served).train().requires_grad_(True)
         else:
             from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
 
@@ -143,6 +143,9 @@ class Policy:
             adapter = {k: v.detach().clone() for k, v in
                        get_peft_model_state_dict(self.model).items()}
         merged = self.merged() if self.lora_rank else copy.deepcopy(self.model)
+        for param in merged.parameters():  # a frozen copy: no gradients, none kept
+            param.grad = None
+            param.requires_grad_(False)
         return Candidate(merged.eval(), step, adapter)
 
     def write(self, folder: Path, tokenizer, candidate: Candidate) -> None:

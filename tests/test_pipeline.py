@@ -106,9 +106,18 @@ def test_a_candidate_is_frozen_while_training_goes_on(tmp_path):
     frozen = {k: v.clone() for k, v in candidate.merged.state_dict().items()}
     trainer.train_step(groups_for(trainer))
     assert candidate.step == 1
+    assert all(p.grad is None and not p.requires_grad for p in candidate.merged.parameters())
     assert all(torch.equal(frozen[k], v) for k, v in candidate.merged.state_dict().items())
     moved = trainer.policy.model.state_dict()
     assert any(not torch.equal(frozen[k], moved[k]) for k in frozen)
+    # promoted, then a later candidate rejected: training restarts from the frozen copy
+    trainer.policy.accept(candidate, "v1")
+    trainer.policy.fresh()
+    assert all(p.requires_grad for p in trainer.policy.model.parameters())
+    assert trainer.train_step(groups_for(trainer))["loss"] is not None
+    moved = trainer.policy.model.state_dict()
+    assert any(not torch.equal(frozen[k], moved[k]) for k in frozen)
+    assert all(torch.equal(frozen[k], v) for k, v in trainer.policy.served.state_dict().items())
 
 
 def test_rows_sampled_before_a_promotion_get_their_own_behaviour_weights(tmp_path):
