@@ -150,9 +150,14 @@ def test_grpo_settings_are_flags_of_rlvr_train():
          "--is-cap", "1.5", "--clip-high", "0.3", "--group-size", "4"]))
     assert cfg.objective == GRPOConfig(epochs=3, minibatches=2, scale_rewards=False,
                                        kl_coef=0.05, is_cap=1.5, clip_high=0.3)
-    assert cfg.group_size == 4
-    with pytest.raises(SystemExit):
-        parser.parse_args(["--epochs", "0"])  # below its minimum: a usage error
+    assert cfg.group_size == 4 and not cfg.pipeline and cfg.objective.replay_coef == 0
+    cfg = trainer_config.from_args(parser.parse_args(
+        ["--pipeline", "--replay-coef", "0.5", "--replay-rows", "8", "--replay-buffer", "64"]))
+    assert cfg.pipeline and cfg.replay_buffer == 64
+    assert (cfg.objective.replay_coef, cfg.objective.replay_rows) == (0.5, 8)
+    for bad in (["--epochs", "0"], ["--replay-rows", "0"], ["--replay-coef", "-1"]):
+        with pytest.raises(SystemExit):
+            parser.parse_args(bad)  # below its minimum: a usage error
 
 
 def test_the_phase_clock_accounts_for_the_loop():
