@@ -29,7 +29,7 @@ bench: $(STAMP)
 	$(VENV)/bin/rlvr bench swap --swaps 5 --concurrency 64 --out docs/bench/swap.json
 	$(VENV)/bin/rlvr bench verifiers --out docs/bench/verifiers.json
 	$(VENV)/bin/rlvr demo --out docs/bench/demo
-	$(VENV)/bin/rlvr bench trl --duration 900 --demo docs/bench/demo/demo.json --out docs/bench/trl.json
+	$(VENV)/bin/rlvr bench trl --seeds 3 --duration 600 --out docs/bench/trl.json
 	$(VENV)/bin/rlvr bench report
 
 setup: $(STAMP)

@@ -116,33 +116,43 @@ def _seconds(value: float | None) -> str:
     return f"{value:.0f} s" if value is not None else "not reached"
 
 
+def _spread(level: dict) -> str:
+    seeds = len(level["times_s"])
+    if not level["reached"]:
+        return f"not reached (0/{seeds})"
+    median = _seconds(level["median_s"]) if level["median_s"] is not None else "not reached"
+    return (f"{median} ({level['min_s']:.0f}–{level['max_s']:.0f} s, "
+            f"{level['reached']}/{seeds} reached)")
+
+
 def trl(r: dict) -> list[str]:
-    t, o = r["trl"], r["online"]
-    st = t["settings"]
-    levels = list(t["time_to_accuracy_s"])
-    rows = [f"| {name} | " + " | ".join(_seconds(side["time_to_accuracy_s"][k]) for k in levels)
-            + f" | {r['best'][key]:.3f} |"
-            for name, key, side in (("TRL GRPOTrainer " + st["trl"], "trl", t),
-                                    ("rlvr online loop (demo)", "online", o))]
-    return [f"Same model, tasks and held-out measurement ({r.get('measured_on', 'gate sample')}, "
-            f"greedy, unlimited thinking); group size {st['group_size']}, "
-            f"{st['prompts_per_step']} prompts per step, "
-            f"lr {st['lr']:g} ({st['warmup_steps']} warm-up steps), temperature "
-            f"{st['temperature']}, {st['threads']} CPU threads. TRL ran {t['train_seconds']:.0f} s "
-            "of training (weight snapshots off its clock), the online loop "
-            f"{o['duration_s']:.0f} s of traffic while serving it.", "",
+    st, summary = r["settings"], r["summary"]
+    names = {"trl": f"TRL GRPOTrainer {st['trl']}", "online": "rlvr online loop (demo)"}
+    levels = list(summary["trl"])
+    latency = [run["latency"] for run in r["runs"]["online"]]
+    return [f"Same model, tasks and measurement ({r['measured_on']}, greedy, {st['budget']} "
+            f"thinking; the shipped model scores {r['start']:.3f}), {st['seeds']} seeds a side, "
+            f"{st['duration_s']:.0f} s a run: TRL trains offline with the cores to itself, the "
+            "online loop learns from its own traffic (2 req/s, no thinking budget) while "
+            f"serving it. Group size {st['group_size']}, {st['prompts_per_step']} prompts per "
+            f"step, lr {st['lr']:g} ({st['warmup_steps']} warm-up steps), temperature "
+            f"{st['temperature']}, {st['threads']} CPU threads. Weights scored every "
+            f"{st['grid_s']:.0f} s. Time to each level: median over seeds (range of the seeds "
+            "that reached it).", "",
             "| trainer | " + " | ".join(f"time to {float(k):.0%}" for k in levels)
-            + " | best held-out |", "|---" * (len(levels) + 2) + "|", *rows,
-            "", "Time ratio online/TRL (<= 1.0 is parity): " + ", ".join(
-                f"{float(k):.0%}: "
-                f"{_ratio(v, t['time_to_accuracy_s'][k], o['time_to_accuracy_s'][k])}"
-                for k, v in r["time_ratio_online_over_trl"].items())]
-
-
-def _ratio(ratio: float | None, trl_s: float | None, online_s: float | None) -> str:
-    if ratio is not None:
-        return f"{ratio:g}"
-    return "both from the start" if trl_s == online_s == 0 else "n/a (not both reached)"
+            + " | optimizer steps | best held-out per seed |", "|---" * (len(levels) + 3) + "|",
+            *(f"| {names[side]} | " + " | ".join(_spread(summary[side][k]) for k in levels)
+              + f" | {', '.join(str(run['steps']) for run in r['runs'][side])} | "
+              + ", ".join(f"{b:.3f}" for b in r["best"][side]) + " |" for side in names),
+            "", "Median time ratio online/TRL (<= 0.5 is the target at 90%): " + ", ".join(
+                f"{float(k):.0%}: {v:g}" if v is not None else f"{float(k):.0%}: n/a (a median "
+                "not reached)" for k, v in r["median_time_ratio_online_over_trl"].items()),
+            "", "Users of the online side, p50 / p99 latency with training on, then paused: "
+            + "; ".join(f"{x['running']['latency_p50_s']:.2f} / {x['running']['latency_p99_s']:.2f}"
+                        f" s, then {x['paused']['latency_p50_s']:.2f} / "
+                        f"{x['paused']['latency_p99_s']:.2f} s "
+                        f"({x['running']['failed'] + x['paused']['failed']} failed)"
+                        for x in latency) + "."]
 
 
 def budget_table(evals: dict[str, dict], scaling: dict[str, float]) -> list[str]:
@@ -210,7 +220,7 @@ SUITES = [  # (title, result file under docs/, renderer, command, plots under do
     ("Accuracy at a budget through the API", "bench/api_budgets.json", api_budgets,
      "python -m clients.bench_api_budgets --out docs/bench/api_budgets.json", []),
     ("Learning efficiency vs TRL", "bench/trl.json", trl,
-     "rlvr bench trl --duration 900 --demo docs/bench/demo/demo.json --out docs/bench/trl.json",
+     "rlvr bench trl --seeds 3 --duration 600 --out docs/bench/trl.json",
      ["bench/trl.png"]),
     ("Online learning, latency and memory (the demo)", "bench/demo/demo.json", demo,
      "rlvr demo --out docs/bench/demo",

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from clients import arguments
 from rl_loop import trainer_config
+from rl_loop.traffic import BUDGETS
 from runtime.config import MODEL_DIR
 
 
@@ -174,7 +175,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     cfg = DemoConfig(out_dir=args.out, duration_s=args.duration, paused_s=args.paused,
                      rate=args.rate, train_args=args.train_args, final_eval=args.final_eval,
-                     seed=args.seed)
+                     seed=args.seed, budgets=tuple(args.budgets))
     report = run_demo(cfg)
     from clients.bench_report import demo as render
 
@@ -274,13 +275,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         if importlib.util.find_spec("trl") is None:
             raise CliError("the TRL comparison needs the `bench` extra: "
                            ".venv/bin/pip install -e '.[cpu,bench]' (or `make bench`)")
-        try:
-            demo = json.loads(args.demo.read_text())
-            bench_trl.online_curve(demo), demo["config"]["duration_s"]
-        except (OSError, ValueError, KeyError, TypeError) as err:
-            raise CliError(f"--demo {args.demo}: not a `rlvr demo` result ({err}); run `rlvr "
-                           f"demo --out {args.demo.parent}` first (the online side)") from None
-        report = bench_trl.compare(bench_trl.run_trl(args.duration), demo)
+        report = bench_trl.run(args.seeds, args.duration, args.grid, args.work)
         bench_trl.plot(report, (args.out or Path("trl.json")).with_suffix(".png"))
     elif args.suite == "swap":
         from clients.bench_swap import run_swap_benchmark
@@ -380,6 +375,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-final-eval", dest="final_eval", action="store_false",
                    help="skip scoring the promoted versions on the full held-out set")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--budgets", type=arguments.budgets, default=list(BUDGETS),
+                   help="the traffic's thinking budgets, comma separated ('unlimited' for none)")
     p.set_defaults(func=cmd_demo)
 
     for name, text in (("status", "weight versions, gate results and trainer state"),
@@ -404,12 +401,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="serving: gRPC runtime vs raw vLLM AsyncLLM; control: "
                                       "thinking-budget Control vs vLLM's thinking_token_budget")
     p.add_argument("suite", choices=["serving", "control", "swap", "verifiers", "trl", "report"],
-                   help="trl: learning efficiency vs TRL's GRPOTrainer (needs the `bench` extra "
-                        "and a demo run); report: render docs/benchmarks.md from docs/bench/*.json")
-    p.add_argument("--duration", type=arguments.positive_float, default=900.0,
-                   help="trl: seconds of TRL training")
-    p.add_argument("--demo", type=Path, default=Path("docs/bench/demo/demo.json"),
-                   help="trl: the online side, a `rlvr demo` result")
+                   help="trl: learning efficiency vs TRL's GRPOTrainer, both sides, --seeds "
+                        "runs each (needs the `bench` extra); report: render docs/benchmarks.md "
+                        "from docs/bench/*.json")
+    p.add_argument("--duration", type=arguments.positive_float, default=600.0,
+                   help="trl: seconds of training a run (TRL) and of traffic (online)")
+    p.add_argument("--seeds", type=arguments.positive_int, default=3, help="trl: runs a side")
+    p.add_argument("--grid", type=arguments.positive_float, default=60.0,
+                   help="trl: seconds between the weights scored on the held-out set")
+    p.add_argument("--work", type=Path, default=Path("build/bench-trl"),
+                   help="trl: runs' folders and results (a finished run is reused)")
     p.add_argument("--swaps", type=arguments.positive_int, default=5, help="swap: versions promoted")
     p.add_argument("--model", type=arguments.model_dir, default=MODEL_DIR)
     p.add_argument("--requests", type=arguments.non_negative_int, default=200)

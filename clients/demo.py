@@ -33,7 +33,7 @@ from clients.client import AsyncClient
 from clients.launch import ServerProcess
 from rl_loop.checkpoints import BASE_VERSION, CheckpointStore
 from rl_loop.evaluate import budget_label
-from rl_loop.traffic import Traffic, summarize
+from rl_loop.traffic import BUDGETS, Traffic, summarize
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,7 @@ class DemoConfig:
     train_args: str = ""
     final_eval: bool = True
     seed: int = 0
+    budgets: tuple[int | None, ...] = BUDGETS  # the traffic's thinking budgets (None: unlimited)
 
 
 def rss_by_role(server_pid: int) -> dict[str, float]:
@@ -263,7 +264,7 @@ def run_demo(cfg: DemoConfig) -> dict:
     try:
         server.wait_ready()
         started_at = time.time()
-        traffic = Traffic(server.target, cfg.rate, token, cfg.seed)
+        traffic = Traffic(server.target, cfg.rate, token, cfg.seed, cfg.budgets)
         peak_rss: dict[str, float] = {}
 
         async def phases() -> tuple[list, list]:

@@ -280,6 +280,21 @@ def load_heldout(path: Path = HELDOUT_PATH) -> list[Task]:
         return [Task(**json.loads(line)) for line in f if line.strip()]
 
 
+LARGE_HELDOUT_PATH = HELDOUT_PATH.with_name("heldout_large.jsonl")
+LARGE_HELDOUT_PER_FAMILY = 300
+VALIDATION_RESERVE = 100  # per family: the gate's built-in items (up to 500) never overlap it
+
+
+def build_large_heldout() -> list[Task]:
+    """The benchmarks' larger held-out set (1,500 tasks, `LARGE_HELDOUT_PATH`): held-out-bucket
+    tasks outside the committed 300 and outside every built-in validation item the gate can
+    draw, so learning curves measured on it are neither trained on nor chosen by the gate.
+    Its standard error at 85% accuracy is 0.009, against 0.021 for the 300-task set."""
+    exclude = frozenset(t.prompt for t in load_heldout()) | frozenset(
+        t.prompt for t in build_validation(VALIDATION_RESERVE))
+    return build_heldout(2026, LARGE_HELDOUT_PER_FAMILY, exclude)
+
+
 def build_validation(per_family: int, seed: int = 4321) -> list[Task]:
     """Held-out-bucket tasks outside the committed held-out set, for choosing between versions
     (the promotion gate), so the reported held-out numbers never pick what gets promoted."""

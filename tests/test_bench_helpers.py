@@ -106,27 +106,66 @@ def test_trl_reward_reads_the_answer_after_the_think_token_ids():
     assert reward(completion_ids=rows, answer=["42", "42", "42"]) == [1.0, 0.0, 0.0]
 
 
-def test_trl_comparison_times_and_ratios():
-    import pytest
-
+def test_trl_comparison_medians_ranges_and_ratios_over_seeds():
     from clients.bench_trl import compare
 
-    trl = {"curve": [{"t_s": 0, "accuracy": 0.5}, {"t_s": 100, "accuracy": 0.82},
-                     {"t_s": 200, "accuracy": 0.91}],
-           "time_to_accuracy_s": {"0.8": 100, "0.9": 200}}
-    demo = {"config": {"duration_s": "900"}, "measure": "heldout",
-            "curve": [{"t_s": 0, "step": 0, "accuracy": {"unlimited": 0.9},
-                       "heldout": {"unlimited": 0.5}},
-                      {"t_s": 20, "step": 2, "accuracy": {"unlimited": 0.9}},  # not scored
-                      {"t_s": 50, "step": 5, "accuracy": {"unlimited": 0.8},
-                       "heldout": {"unlimited": 0.87, "16": 0.2}}]}
-    result = compare(trl, demo)
-    assert result["online"]["time_to_accuracy_s"] == {"0.8": 50, "0.86": 50, "0.88": None,
-                                                      "0.9": None}
-    assert result["trl"]["time_to_accuracy_s"]["0.9"] == 200
-    assert result["time_ratio_online_over_trl"]["0.8"] == 0.5
-    assert result["time_ratio_online_over_trl"]["0.9"] is None
-    assert result["best"] == {"trl": 0.91, "online": 0.87}
-    assert result["measured_on"] == "full held-out set, 300 tasks"
-    with pytest.raises(ValueError, match="full held-out"):  # a gate-sample-only demo run
-        compare(trl, demo | {"measure": "accuracy"})
+    def run(*points):
+        return {"curve": [{"t_s": t, "step": i, "accuracy": a} for i, (t, a) in enumerate(points)]}
+
+    runs = {"trl": [run((0, 0.83), (60, 0.87), (120, 0.91)), run((0, 0.83), (60, 0.9)),
+                    run((0, 0.83), (60, 0.85), (180, 0.89))],
+            "online": [run((0, 0.83), (50, 0.86), (300, 0.9)), run((0, 0.83), (90, 0.87)),
+                       run((0, 0.83), (40, 0.88))]}
+    result = compare(runs, {"duration_s": 600})
+    trl, online = result["summary"]["trl"], result["summary"]["online"]
+    assert trl["0.86"] == {"times_s": [60, 60, 180], "reached": 3, "median_s": 60,
+                           "min_s": 60, "max_s": 180}
+    # two of three online seeds never reached 90%: they count as slower than any that did,
+    # so the median is one of them and there is none
+    assert online["0.9"] == {"times_s": [300, None, None], "reached": 1, "median_s": None,
+                             "min_s": 300, "max_s": 300}
+    assert online["0.88"] == {"times_s": [300, None, 40], "reached": 2, "median_s": 300,
+                              "min_s": 40, "max_s": 300}
+    assert trl["0.9"]["median_s"] == 120
+    assert result["median_time_ratio_online_over_trl"] == {"0.86": 0.833, "0.88": 2.5, "0.9": None}
+    assert result["best"] == {"trl": [0.91, 0.9, 0.89], "online": [0.9, 0.87, 0.88]}
+    assert result["start"] == 0.83 and result["measured_on"].endswith("1,500 tasks")
+
+
+def test_the_online_side_is_scored_at_the_versions_served_on_the_grid():
+    from clients.bench_trl import served_at_marks
+
+    curve = [{"version": v, "t_s": t} for v, t in
+             (("v0", 0.0), ("v1", 20.0), ("v2", 50.0), ("v3", 55.0), ("v4", 170.0))]
+    # marks 0, 60, 120, 180: v0, v3 (v1 and v2 were replaced before a mark), v3 again, v4
+    assert [p["version"] for p in served_at_marks(curve, 180.0, 60.0)] == ["v0", "v3", "v4"]
+
+
+def test_report_renders_the_trl_comparison_over_seeds(tmp_path):
+    import json
+
+    from clients.bench_report import write_report
+    from clients.bench_trl import compare
+
+    latency = {"running": {"latency_p50_s": 0.5, "latency_p99_s": 2.0, "failed": 0},
+               "paused": {"latency_p50_s": 0.4, "latency_p99_s": 1.5, "failed": 0}}
+
+    def run(steps, *points):
+        return {"steps": steps, "latency": latency,
+                "curve": [{"t_s": t, "step": 0, "accuracy": a} for t, a in points]}
+
+    runs = {"trl": [run(70, (0, 0.83), (60, 0.9)), run(71, (0, 0.83), (120, 0.91))],
+            "online": [run(40, (0, 0.83), (300, 0.88)), run(41, (0, 0.83), (200, 0.9))]}
+    settings = {"group_size": 8, "prompts_per_step": 8, "lr": 1e-4, "warmup_steps": 10,
+                "temperature": 0.8, "threads": 2, "seeds": 2, "duration_s": 600.0,
+                "grid_s": 60.0, "budget": "unlimited", "trl": "1.16.0"}
+    (tmp_path / "bench").mkdir()
+    (tmp_path / "bench" / "trl.json").write_text(json.dumps(compare(runs, settings)))
+    text = write_report(tmp_path).read_text()
+    assert "| TRL GRPOTrainer 1.16.0 | 90 s (60–120 s, 2/2 reached) | 90 s (60–120 s, 2/2 " \
+           "reached) | 90 s (60–120 s, 2/2 reached) | 70, 71 | 0.900, 0.910 |" in text
+    # the median of two seeds where one never reached 90%: a missed seed counts as slowest
+    assert "| rlvr online loop (demo) | 250 s (200–300 s, 2/2 reached) | 250 s (200–300 s, " \
+           "2/2 reached) | not reached (200–200 s, 1/2 reached) | 40, 41 |" in text
+    assert "86%: 2.778, 88%: 2.778, 90%: n/a (a median not reached)" in text
+    assert "0.50 / 2.00 s, then 0.40 / 1.50 s (0 failed)" in text

@@ -64,6 +64,23 @@ def test_heldout_file_is_fixed_by_seed_and_balanced():
     assert len({t.prompt for t in committed}) == len(committed)
 
 
+def test_large_heldout_file_is_fixed_balanced_and_disjoint_from_the_rest():
+    """The benchmarks' 1,500 tasks: fixed by seed, 300 per family, all in the held-out bucket,
+    none in the reported 300, none among the gate's built-in items (at the largest reserve)."""
+    from runtime import plugins
+    from runtime.config import MODEL_DIR
+
+    large = tasks.load_heldout(tasks.LARGE_HELDOUT_PATH)
+    assert large == tasks.build_large_heldout() and len(large) == 1500
+    assert {f: sum(t.family == f for t in large) for f in tasks.FAMILIES} == dict.fromkeys(
+        tasks.FAMILIES, 300)
+    prompts = {t.prompt for t in large}
+    assert len(prompts) == 1500 and all(tasks.is_heldout(p) for p in prompts)
+    assert not prompts & {t.prompt for t in tasks.load_heldout()}
+    gate_items = plugins.load(MODEL_DIR, "validation_items")(5 * tasks.VALIDATION_RESERVE)
+    assert not prompts & {i["prompt"] for i in gate_items}
+
+
 def test_heldout_is_disjoint_from_training():
     """Held-out prompts lie in the reserved hash bucket, which the training sampler never yields."""
     heldout = {t.prompt for t in tasks.load_heldout()}
