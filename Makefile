@@ -20,7 +20,7 @@ test: $(STAMP)
 reliability: $(STAMP)
 	RLVR_SOAK_S=600 $(VENV)/bin/python -m pytest -m reliability
 
-# Every benchmark suite (about an hour), then docs/benchmarks.md from their results.
+# Every benchmark suite (about three hours), then docs/benchmarks.md from their results.
 bench: $(STAMP)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -e ".[$(ENGINE),dev,bench]"
 	mkdir -p docs/bench

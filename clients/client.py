@@ -75,12 +75,14 @@ def build_request(prompt: str | list[dict[str, str]], *, request_id: str = "",
                   n: int | None = None, stop: Iterable[str] = (), verify: str | None = None,
                   tolerance: float = 0.0, best_of_n: bool = False, spec: dict | None = None,
                   shadow: bool = False, return_tokens: bool = False,
-                  return_logprobs: bool = False) -> pb.GenerateRequest:
+                  return_logprobs: bool = False, adapter: str = "") -> pb.GenerateRequest:
     """A GenerateRequest from keyword arguments (None = server default). Verification:
     `verify="KIND:REFERENCE"` (with `tolerance`), or a whole spec as a dict (`kind`,
-    `reference`, `tolerance`, `tests`, `timeout_s`), e.g. a trace's."""
+    `reference`, `tolerance`, `tests`, `timeout_s`), e.g. a trace's. `adapter`: a staged
+    adapter for a shadow request (`stage_adapter`)."""
     request = pb.GenerateRequest(request_id=request_id, shadow=shadow,
-                                 return_tokens=return_tokens, return_logprobs=return_logprobs)
+                                 return_tokens=return_tokens, return_logprobs=return_logprobs,
+                                 adapter=adapter)
     if isinstance(prompt, str):
         request.prompt = prompt
     else:
@@ -206,6 +208,13 @@ class Client:
         """Admin: go back to the previously promoted version."""
         return self._call(self.admin.Rollback, apb.RollbackRequest())
 
+    def stage_adapter(self, name: str, base_version: str,
+                      retire: Iterable[str] = ()) -> apb.StageAdapterResponse:
+        """Admin: retire staged adapters, then load the state directory's `staged/<name>`
+        adapter for shadow requests (an empty name only retires)."""
+        return self._call(self.admin.StageAdapter, apb.StageAdapterRequest(
+            name=name, base_version=base_version, retire=list(retire)))
+
     def training_status(self) -> apb.TrainingStatus:
         return self._call(self.admin.GetTrainingStatus, apb.TrainingControlRequest())
 
@@ -280,6 +289,11 @@ class AsyncClient:
 
     async def rollback(self) -> apb.SwapResponse:
         return await self._call(self.admin.Rollback, apb.RollbackRequest())
+
+    async def stage_adapter(self, name: str, base_version: str,
+                            retire: Iterable[str] = ()) -> apb.StageAdapterResponse:
+        return await self._call(self.admin.StageAdapter, apb.StageAdapterRequest(
+            name=name, base_version=base_version, retire=list(retire)))
 
     async def feedback(self, request_id: str, *, index: int = 0, reward: float | None = None,
                        verify: str | None = None, replace: bool = False) -> pb.FeedbackResponse:

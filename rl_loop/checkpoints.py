@@ -24,6 +24,7 @@ from pathlib import Path
 
 BASE_VERSION = "v0"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"  # a LoRA adapter version (peft's file names)
+STAGED_DIR = "staged"  # the trainer's newest adapters, for shadow requests only (not versions)
 
 
 class CheckpointError(Exception):

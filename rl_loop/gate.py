@@ -3,8 +3,12 @@
 Validation items come from the deployment's own traffic (a stable hash slice of trusted
 verified prompts, never trained on) and from the model folder's `validation_items` plug-in
 (the embedded model's built-in tasks). Each item keeps its own verifier spec, thinking budget
-and answer limit; generation is bounded the way serving bounds it (at most the budget, then
-`</think>` is forced, then the answer limit), greedy, in transformers, for both sides alike.
+and answer limit. Full-weights candidates are scored in transformers, bounded the way serving
+bounds it (at most the budget, then `</think>` is forced, then the answer limit), greedy, for
+both sides alike. An adapter candidate that the server can serve is scored through the engine
+instead (`score_in_engine`): staged beside the served version, both asked as greedy shadow
+requests below users' priority, exactly as users get answers (wrap-up policy included), while
+training goes on.
 
 The rule: with d_i = reward(candidate) - reward(served) on the same decisive items, reject
 when mean(d) + z * stderr(d) < 0 (the candidate is worse beyond noise: one-sided test at
@@ -14,9 +18,11 @@ items"). A 1-2 point difference on 100 items is therefore never decided by a luc
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList
@@ -25,6 +31,9 @@ from rl_loop.evaluate import budget_label
 from runtime.chat_format import ChatFormat
 from runtime.verifiers import check
 from runtime.verifiers.base import VerificationSpec
+
+if TYPE_CHECKING:
+    from rl_loop.policy import Candidate
 
 BATCH = 32
 
@@ -130,6 +139,23 @@ def score(model, fmt: ChatFormat, items: list[ValidationItem], max_budget: int) 
     return rewards
 
 
+async def score_in_engine(client, items: list[ValidationItem], adapter: str = "",
+                          concurrency: int = 16) -> dict[str, float]:
+    """Rewards as users get them, through the runtime: greedy shadow requests (scheduled below
+    users) with each item's spec, thinking budget (none: the server's default) and answer
+    limit, verified by the runtime's own verifiers; `adapter`: a staged adapter (a candidate),
+    else the served weights."""
+    limit = asyncio.Semaphore(concurrency)
+
+    async def one(item: ValidationItem) -> tuple[str, float]:
+        async with limit:
+            result = await client.ask(item.prompt, budget=item.budget, spec=item.spec,
+                                      max_answer_tokens=item.answer_tokens, shadow=True,
+                                      adapter=adapter, temperature=0.0, hide_thinking=True)
+        return item.key, float(result.verification["reward"]) if result.verification else 0.0
+    return dict(await asyncio.gather(*(one(item) for item in items)))
+
+
 def accuracy_by_budget(items: list[ValidationItem], rewards: dict[str, float],
                        source: str) -> dict[str, float]:
     """Mean reward per budget label ("unlimited", "16", ...) of the items from one source."""
@@ -169,3 +195,18 @@ def decide(items: list[ValidationItem], candidate: dict[str, float], served: dic
                         cand, base, stderr, n)
     return Decision(True, f"{cand:.3f} vs served {base:.3f} on {n} paired items "
                     f"(diff {mean:+.3f}, stderr {stderr:.3f})", cand, base, stderr, n)
+
+
+@dataclass
+class GateJob:
+    """A candidate on its way through the gate: frozen weights in, decision and scores out."""
+
+    version: str
+    parent: str
+    served: torch.nn.Module
+    candidate: Candidate
+    items: list
+    decision: Decision | None = None
+    scores: dict | None = None
+    by_budget: dict | None = None
+    gate_path: str = "transformers"  # or "engine": where both sides were scored

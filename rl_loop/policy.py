@@ -11,6 +11,10 @@
   kept: `keep` of them).
 - `snapshot()`: a frozen `Candidate` (the trained weights at one step), which the gate scores
   and the publisher writes while training goes on.
+- `stage(name)`: the adapter as trained now (adapters mode), which the trainer stages in the
+  engine so that shadow groups sample from its newest weights between promotions; the last
+  few are kept by name, and `sampler(name)` lends the policy with those weights loaded to
+  compute their rows' behaviour log-probs.
 
 LoRA versions reach the server one of two ways. *Merged* (the server cannot serve adapters):
 the adapters are merged into full weights, and fresh adapters start on top of each promoted
@@ -27,6 +31,7 @@ from __future__ import annotations
 
 import copy
 from collections import OrderedDict
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,6 +90,7 @@ class Policy:
             self.served = self.base
         self.behaviours: OrderedDict[str, torch.nn.Module] = OrderedDict(behaviours or {})
         self._remember(version, self.served)
+        self.staged: OrderedDict[str, dict] = OrderedDict()  # staged adapter name -> weights
         self.fresh()
 
     def _remember(self, version: str, model: torch.nn.Module) -> None:
@@ -96,6 +102,38 @@ class Policy:
     def behaviour(self, version: str) -> torch.nn.Module | None:
         """The weights that served `version` (None: not kept any more)."""
         return self.behaviours.get(version)
+
+    def knows(self, version: str) -> bool:
+        """Whether the weights that sampled `version`'s rows (served or staged) are kept."""
+        return version in self.behaviours or version in self.staged
+
+    def _adapter_state(self) -> dict:
+        from peft import get_peft_model_state_dict
+
+        return {k: v.detach().clone() for k, v in get_peft_model_state_dict(self.model).items()}
+
+    def stage(self, name: str) -> dict:
+        """The adapter's weights as trained now, kept under `name` (the last `keep` + 1)."""
+        self.staged[name] = self._adapter_state()
+        while len(self.staged) > self.keep + 1:
+            self.staged.popitem(last=False)
+        return self.staged[name]
+
+    @contextmanager
+    def sampler(self, version: str):
+        """The weights that sampled `version`'s rows: a served version's copy, or the policy
+        with a staged adapter's weights loaded for the duration (its own put back after)."""
+        if version not in self.staged:
+            yield self.behaviours[version]
+            return
+        from peft import set_peft_model_state_dict
+
+        own = self._adapter_state()
+        set_peft_model_state_dict(self.model, self.staged[version])
+        try:
+            yield self.model
+        finally:
+            set_peft_model_state_dict(self.model, own)
 
     def serve_adapters(self, server_max_rank: int) -> bool:
         """Publish adapters (not merged weights) when the server can serve this rank."""
@@ -148,16 +186,20 @@ class Policy:
             param.requires_grad_(False)
         return Candidate(merged.eval(), step, adapter)
 
+    def write_adapter(self, folder: Path, adapter: dict) -> None:
+        """An adapter's files in peft's layout (what vLLM loads)."""
+        from safetensors.torch import save_file
+
+        config = copy.deepcopy(self.model.peft_config["default"])
+        config.inference_mode = True
+        config.save_pretrained(folder)
+        save_file({k: v.contiguous() for k, v in adapter.items()},
+                  folder / "adapter_model.safetensors", metadata={"format": "pt"})
+
     def write(self, folder: Path, tokenizer, candidate: Candidate) -> None:
         """The candidate's files: the adapter alone (peft's layout), or a full model folder."""
         if self.publish_adapters:
-            from safetensors.torch import save_file
-
-            config = copy.deepcopy(self.model.peft_config["default"])
-            config.inference_mode = True
-            config.save_pretrained(folder)
-            save_file({k: v.contiguous() for k, v in candidate.adapter.items()},
-                      folder / "adapter_model.safetensors", metadata={"format": "pt"})
+            self.write_adapter(folder, candidate.adapter)
         else:
             model = candidate.merged
             state = {k: v.detach().to(self.save_dtype) for k, v in model.state_dict().items()}

@@ -13,6 +13,12 @@ publish a checkpoint, gate it against the served version on validation items (a 
 the traffic plus the model's built-in ones; `gate.py`), and promote it (hot-swap) or mark it
 rejected. Whatever an admin promotes or rolls back is followed: training continues from it.
 
+With LoRA adapters that the server serves (`--lora-rank` <= its `max_lora_rank`), the newest
+adapter is staged in the engine every `stage_every` steps (`Admin.StageAdapter`, a few
+milliseconds, no reload) and shadow groups sample from it, so training stays on-policy
+between promotions while users stay on the gated version (`staging.py`); an adapter candidate
+is gated through the engine the same way (`gate.score_in_engine`).
+
 With `--pipeline` (off by default, by measurement on 2 shared CPU cores), while a step
 trains (in a worker thread) the server already samples the next batch, and a candidate is
 gated and written from a frozen snapshot while later steps train; one batch and one gate are
@@ -20,7 +26,8 @@ in flight at most, and promotions, rejections and admin follows are applied betw
 A batch that spans a promotion trains with importance weights from the version that really
 sampled each row (`Policy.behaviours`); how far behind rows are is reported as
 `lag_versions` (promotions) and `lag_steps` (optimizer steps between the sampling weights
-and the trained policy). Without it: sample, train, gate, one after another.
+and the trained policy). Without it: sample, train, gate, one after another. The order of
+these pieces is `loop.py`'s.
 """
 
 from __future__ import annotations
@@ -35,16 +42,19 @@ import time
 from collections import Counter, OrderedDict, deque
 from dataclasses import asdict, dataclass
 
+import grpc
 import torch
 
 from clients.client import AsyncClient, RlvrError
 from rl_loop import gate
 from rl_loop.checkpoints import BASE_VERSION, CheckpointStore
 from rl_loop.grpo import group_advantages
+from rl_loop.loop import Loop
 from rl_loop.phases import PhaseClock
 from rl_loop.policy import Candidate, Policy
 from rl_loop.prompt_pool import PromptPool
 from rl_loop.samples import Sample, samples_from_events
+from rl_loop.staging import Stager
 from rl_loop.trainer_config import TrainerConfig
 from rl_loop.update import GRPOUpdate
 from runtime import plugins
@@ -100,6 +110,7 @@ class Trainer:
         self.cursor, self.step = state.get("cursor", 0), state.get("step", 0)
         self.fork_step = {self.version: self.step}  # version -> step the policy equalled it
         self.lags = {"lag_versions": Counter(), "lag_steps": Counter()}
+        self.stager = Stager(cfg.state_dir)  # adapters staged for shadow requests
         self.replay: deque[Sample] = deque(maxlen=cfg.replay_buffer)  # verified-correct rows
         self.pool = PromptPool(cfg.pool_size, weighted=cfg.signal_sampling)
         self.validation: OrderedDict[str, gate.ValidationItem] = OrderedDict()
@@ -120,7 +131,8 @@ class Trainer:
 
     def _load_policy(self, behaviours=None) -> Policy:
         return Policy(self.checkpoints, self.cfg.base_model, self.version, self.device,
-                      self.cfg.lr, self.cfg.warmup_steps, self.cfg.lora_rank,
+                      self.cfg.lr * (self.cfg.lora_lr_scale if self.cfg.lora_rank else 1.0),
+                      self.cfg.warmup_steps, self.cfg.lora_rank,
                       self.cfg.gradient_checkpointing, keep=self.cfg.objective.max_staleness + 1,
                       behaviours=behaviours)
 
@@ -174,7 +186,8 @@ class Trainer:
             events = [e async for e in client.stream(
                 prompt, n=self.cfg.group_size, temperature=self.cfg.temperature,
                 budget=options.get("budget"), max_answer_tokens=options.get("max_answer_tokens"),
-                spec=spec, shadow=True, return_tokens=True, seed=self.rng.randrange(1 << 30))]
+                spec=spec, shadow=True, return_tokens=True, seed=self.rng.randrange(1 << 30),
+                adapter=self.stager.current)]
             return samples_from_events(events)
         results = await asyncio.gather(*(group(*item) for item in items), return_exceptions=True)
         groups = []
@@ -207,6 +220,7 @@ class Trainer:
         """Promotions between the version that sampled and the served one (None: unknown,
         e.g. a version rolled back before this trainer saw it)."""
         head = version.split("->")[0]  # a request that spanned a swap started on the old one
+        head = self.stager.served_with.get(head, head)  # staged: the version served with it
         if head not in self.lineage:
             return None
         return len(self.lineage) - 1 - max(i for i, v in enumerate(self.lineage) if v == head)
@@ -218,7 +232,7 @@ class Trainer:
         for samples in groups:
             fresh = [(s, lag) for s in samples if (lag := self.lag(s.version)) is not None
                      and lag <= self.grpo.max_staleness
-                     and self.policy.behaviour(s.version.split("->")[0]) is not None]
+                     and self.policy.knows(s.version.split("->")[0])]
             self.stats["stale_samples_dropped"] += len(samples) - len(fresh)
             self.replay.extend(s for s, _ in fresh if s.reward >= 1.0)
             adv = group_advantages(torch.tensor([s.reward for s, _ in fresh]),
@@ -249,6 +263,24 @@ class Trainer:
         self.step += 1
         return report
 
+    def stage_due(self, report: dict) -> bool:
+        return (report.get("loss") is not None and self.policy.publish_adapters
+                and self.cfg.stage_every > 0 and self.step % self.cfg.stage_every == 0)
+
+    async def stage(self, client: AsyncClient) -> None:
+        """Stage the policy's adapter in the engine: the next shadow groups sample from the
+        newest weights. A failure only costs that: they sample from the served version."""
+        name = f"step-{self.step}"
+        with self.busy.time("publish"):
+            staged = await self.stager.stage(client, self.policy, name, self.policy.stage(name))
+        if not staged:
+            self.stats["stage_failures"] = self.stats.get("stage_failures", 0) + 1
+            self.stager.current = ""
+            return
+        self.stager.current, self.stager.served_with[name] = name, self.version
+        self.fork_step[name] = self.step
+        self.stats["staged"] = self.stats.get("staged", 0) + 1
+
     # ---------------------------------------------------------------- evaluate: gate & publish
     def _scores(self, version: str, model, items: list[gate.ValidationItem]) -> dict[str, float]:
         """Rewards of a version on the items, scoring only items not scored for it before."""
@@ -270,6 +302,7 @@ class Trainer:
         self.version = served
         self.lineage.append(served)
         self.policy = self._load_policy(self.policy.behaviours)
+        self.stager.current = ""
         self.fork_step[served] = self.step
         self.stats["followed_admin"] += 1
         self.stats["followed_to"] = served
@@ -277,7 +310,7 @@ class Trainer:
             self.policy.serve_adapters(info.max_lora_rank)
         self.save_state({})  # report the follow now, not after this step's own publish
 
-    def start_gate(self) -> "GateJob | None":
+    def start_gate(self) -> "gate.GateJob | None":
         """Freeze the policy as a candidate to gate (None, with the reason in the status,
         while there are too few validation items)."""
         items = self.gate_items()
@@ -288,18 +321,47 @@ class Trainer:
             return None
         numbers = [int(m["version"][1:]) for m in self.checkpoints.versions()
                    if m["version"][1:].isdigit()]
-        return GateJob(f"v{max(numbers + [0]) + 1}", self.version, self.policy.served,
+        return gate.GateJob(f"v{max(numbers + [0]) + 1}", self.version, self.policy.served,
                        self.policy.snapshot(self.step), items)
 
-    def run_gate(self, job: "GateJob") -> None:
+    def run_gate(self, job: gate.GateJob) -> None:
         """Score served and candidate weights on the items, decide, and write the candidate's
         checkpoint (runs in a worker thread: it reads only the job's frozen weights)."""
         with self.busy.time("gate"):
             served = self._scores(job.parent, job.served, job.items)
             job.scores = gate.score(job.candidate.merged, self.format, job.items,
                                     self.cfg.gate_max_budget)
-            job.decision = gate.decide(job.items, job.scores, served, self.cfg.gate_z,
-                                       self.cfg.min_validation)
+        self.conclude_gate(job, served)
+
+    async def gate_in_engine(self, client: AsyncClient, job: gate.GateJob) -> None:
+        """An adapter candidate's gate through the engine, as users get answers: the candidate
+        staged beside the served version, both asked as greedy shadow requests below users'
+        priority (`gate.score_in_engine`), while training goes on; then decided and written
+        as `run_gate` does. If the engine cannot take it, the gate runs in transformers."""
+        name = f"candidate-{job.version}"
+        self.stager.gating = name
+        try:
+            with self.busy.time("gate"):
+                if not await self.stager.stage(client, self.policy, name, job.candidate.adapter):
+                    raise RlvrError(grpc.StatusCode.UNAVAILABLE, f"{name} could not be staged")
+                served = self.scores.setdefault(f"{job.parent}@engine", {})
+                missing = [i for i in job.items if i.key not in served]
+                served |= await gate.score_in_engine(client, missing)
+                job.scores = await gate.score_in_engine(client, job.items, adapter=name)
+        except RlvrError as err:
+            log.warning("gating %s through the engine failed (%s); gating in transformers",
+                        job.version, err)
+            await asyncio.to_thread(self.run_gate, job)
+            return
+        finally:
+            self.stager.gating = ""  # retired with the next stage
+        job.gate_path = "engine"
+        await asyncio.to_thread(self.conclude_gate, job, served)
+
+    def conclude_gate(self, job: gate.GateJob, served: dict[str, float]) -> None:
+        """Decide on both sides' scores and write the candidate's checkpoint with them."""
+        job.decision = gate.decide(job.items, job.scores, served, self.cfg.gate_z,
+                                   self.cfg.min_validation)
         self.accuracy[job.parent] = gate.accuracy_by_budget(job.items, served,
                                                             self.accuracy_source)
         job.by_budget = gate.accuracy_by_budget(job.items, job.scores, self.accuracy_source)
@@ -308,7 +370,7 @@ class Trainer:
                    "traffic_accuracy_by_budget": gate.accuracy_by_budget(job.items, job.scores,
                                                                          "traffic"),
                    "gate_items": job.decision.items, "gate_rule": f"paired, z={self.cfg.gate_z}",
-                   "step": job.candidate.step}
+                   "gate_path": job.gate_path, "step": job.candidate.step}
         with self.busy.time("publish"):
             self.checkpoints.publish(
                 lambda folder: self.policy.write(folder, self.tokenizer, job.candidate),
@@ -316,7 +378,7 @@ class Trainer:
                 trace_range=(0, self.cursor), metrics=metrics,
                 adapter_base=self.policy.base_version)
 
-    async def finish_gate(self, client: AsyncClient, job: "GateJob") -> str:
+    async def finish_gate(self, client: AsyncClient, job: gate.GateJob) -> str:
         """Promote the gated candidate (hot-swap) or mark it rejected; between steps, since it
         changes the policy. Returns the outcome."""
         decision = job.decision
@@ -330,6 +392,7 @@ class Trainer:
             self.stats["rejected"] += 1
             if self.version == job.parent:  # drop the rejected drift: back to the served weights
                 self.policy.fresh()
+                self.stager.current = ""
                 self.fork_step[self.version] = self.step
             return f"{job.version} rejected ({reason}); continuing from {self.version}"
         with self.clock.time("publish"):
@@ -413,109 +476,3 @@ class Trainer:
         log.info("%s", outcome)
         if pruned := self.checkpoints.prune(self.cfg.keep_versions):
             log.info("retention: deleted the weights of %s", ", ".join(pruned))
-
-
-@dataclass
-class GateJob:
-    """A candidate on its way through the gate: frozen weights in, decision and scores out."""
-
-    version: str
-    parent: str
-    served: torch.nn.Module
-    candidate: Candidate
-    items: list
-    decision: gate.Decision | None = None
-    scores: dict | None = None
-    by_budget: dict | None = None
-
-
-class Loop:
-    """The trainer's steps, pipelined or one after another (`TrainerConfig.pipeline`): the
-    sampling of the next batch and the gating of a candidate run while a step trains; at most
-    one of each is in flight, and their results are applied between steps."""
-
-    def __init__(self, trainer: Trainer, client: AsyncClient):
-        self.t, self.client = trainer, client
-        self.sampler: asyncio.Task | None = None   # the next batch
-        self.gating: tuple[GateJob, asyncio.Task] | None = None
-        self.report: dict = {}  # the last step's
-
-    async def step(self) -> None:
-        t = self.t
-        t.read_traces()
-        if (state := t.state()) != "running":
-            t.save_state({"state": state})
-            with t.clock.time("waiting"):
-                await asyncio.sleep(t.cfg.poll_s)
-            return
-        if self.gating is not None and self.gating[1].done():
-            await self.finish_gate()
-        start = time.monotonic()
-        try:
-            with t.clock.time("sampling"):
-                await t.follow_server(self.client)
-                sampler, self.sampler = self.sampler, None
-                groups = await (sampler or t.sample(self.client))
-        except RlvrError as err:  # e.g. the server is draining or full: try again
-            log.warning("sampling failed (%s); retrying in %.0fs", err, t.cfg.poll_s)
-            with t.clock.time("waiting"):
-                await asyncio.sleep(t.cfg.poll_s)
-            return
-        if t.cfg.pipeline:
-            self.sampler = asyncio.create_task(t.sample(self.client))
-        with t.clock.time("training"):
-            report = (await asyncio.to_thread(t.train_step, groups) if t.cfg.pipeline
-                      else t.train_step(groups))
-        report["step_seconds"] = time.monotonic() - start
-        report["samples_per_s"] = report["samples"] / report["step_seconds"]
-        log.info("step %d: %s", t.step, {k: round(v, 4) if isinstance(v, float) else v
-                                          for k, v in report.items()})
-        if t.publish_due(report):
-            await self.gate()
-        self.report = report
-        t.save_state(report)
-
-    async def gate(self) -> None:
-        """Start gating the policy as it is now (after the gate in flight, if any)."""
-        t = self.t
-        if self.gating is not None:
-            await self.finish_gate()
-        try:
-            job = t.start_gate()
-            if job is None:
-                log.info("%s", t.stats["gate"])
-                return
-            self.gating = (job, asyncio.create_task(asyncio.to_thread(t.run_gate, job)))
-            if not t.cfg.pipeline:
-                await self.finish_gate()
-        except OSError as err:
-            self.publish_failed(err)
-
-    async def finish_gate(self) -> None:
-        job, task = self.gating
-        self.gating = None
-        try:
-            with self.t.clock.time("gate"):
-                await task
-            self.t.log_gate(await self.t.finish_gate(self.client, job))
-        except OSError as err:
-            self.publish_failed(err)
-
-    def publish_failed(self, err: OSError) -> None:
-        """E.g. the disk filled up mid-publish: nothing is published; training goes on."""
-        log.error("publish failed (%s); training goes on", err)
-        self.t.stats["publish_failures"] = self.t.stats.get("publish_failures", 0) + 1
-
-    async def finish(self) -> None:
-        """At the last step: the gate in flight is finished (and its outcome applied)."""
-        if self.gating is not None:
-            await self.finish_gate()
-            self.t.save_state(self.report)
-
-    async def cancel(self) -> None:
-        """On the way out: the batch in flight is dropped, so is an unfinished gate (its
-        checkpoint, if written, stays a candidate that is never promoted)."""
-        tasks = [task for task in (self.sampler, self.gating and self.gating[1]) if task]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)

@@ -71,6 +71,13 @@ class TrainerConfig:
                             minimum=1)
     lora_rank: int = _f(0, "train LoRA adapters of this rank instead of all weights",
                         minimum=0)
+    lora_lr_scale: float = _f(10.0, "LoRA adapters train at --lr times this (adapters want "
+                                    "about 10x full fine-tuning's rate: Schulman et al., "
+                                    "LoRA Without Regret, 2025)", minimum=0.0)
+    stage_every: int = _f(1, "with adapters the server serves (--lora-rank <= its "
+                             "max_lora_rank): stage the newest adapter in the engine every N "
+                             "steps and sample shadow groups from it, users staying on the "
+                             "gated version (0: sample from the served version)", minimum=0)
     micro_batch: int = _f(8, "rows per forward/backward (gradients accumulate)", minimum=1)
     logit_chunk: int = _f(512, "positions per log-prob chunk (no full [B, T, V] logits)",
                           minimum=1)

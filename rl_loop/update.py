@@ -4,10 +4,11 @@
 `minibatches` optimizer steps (shuffled), every optimizer step in micro-batches whose
 gradients accumulate (the loss stays a mean over every sampled token of its rows). Log-probs
 come from `logprobs.token_logprobs` (chunked, no [B, T, V] logits) on the exact token ids the
-server sampled; the weights of the version that sampled each row (`Policy.behaviour`: the
-served version, or an earlier one for a batch that spanned a promotion) give the behaviour
-log-probs (truncated IS) and the KL reference; with more than one optimizer step the ratio's denominator is the policy at the
-start of the step, so the clip binds. With `replay_coef` > 0 every optimizer step adds the
+server sampled; the weights that sampled each row (`Policy.sampler`: the served version, an
+earlier one for a batch that spanned a promotion, or a staged adapter) give the behaviour
+log-probs (truncated IS), and the served weights the KL reference; with more than one
+optimizer step the ratio's denominator is the policy at the start of the step, so the clip
+binds. With `replay_coef` > 0 every optimizer step adds the
 likelihood of `replay_rows` verified-correct rows drawn from the trainer's replay buffer.
 """
 
@@ -53,7 +54,7 @@ class GRPOUpdate:
             replay: list[Sample] | None = None) -> dict:
         """Every optimizer step of one GRPO step; reports their mean and how many there were.
         `replay`: verified-correct rows to draw each optimizer step's replay rows from."""
-        behaviour, start = self._fixed_logprobs(policy, rows)
+        behaviour, reference, start = self._fixed_logprobs(policy, rows)
         order, steps = list(range(len(rows))), []
         for _ in range(self.grpo.epochs):
             if self.grpo.minibatches > 1:
@@ -62,35 +63,40 @@ class GRPOUpdate:
                 if chunk:  # more minibatches than rows: the extra ones are empty
                     steps.append(self._optimizer_step(
                         policy, [rows[i] for i in chunk], [advantages[i] for i in chunk],
-                        [behaviour[i] for i in chunk],
+                        [behaviour[i] for i in chunk], [reference[i] for i in chunk],
                         [start[i] for i in chunk] if start else None, replay or []))
         mean = {k: sum(s[k] for s in steps) / len(steps) for k in steps[0]}
         return mean | {"tokens": sum(sum(s.sampled_mask) for s in rows), "updates": len(steps)}
 
-    def _fixed_logprobs(self, policy: Policy, rows: list[Sample]) -> tuple[list, list | None]:
+    def _fixed_logprobs(self, policy: Policy, rows: list[Sample]) -> tuple[list, list, list]:
         """Per-row log-probs that stay fixed through a step ([T_i - 1] each): under the weights
-        that sampled the row and, when the step takes several optimizer steps, under the
-        policy at its start."""
+        that sampled the row (behaviour), under the served weights (the KL reference: the same
+        unless a staged adapter sampled it) and, when the step takes several optimizer steps,
+        under the policy at its start (else None)."""
         several = self.grpo.epochs * self.grpo.minibatches > 1
-        behaviour: list = [None] * len(rows)
-        start: list = [None] * len(rows)
+        behaviour, reference, start = [None] * len(rows), [None] * len(rows), [None] * len(rows)
         by_version: dict[str, list[int]] = {}
         for i, s in enumerate(rows):
             by_version.setdefault(s.version.split("->")[0], []).append(i)
+
+        def fill(out: list, model, indices: list[int]) -> None:
+            for first in range(0, len(indices), self.micro_batch):
+                part = indices[first: first + self.micro_batch]
+                ids, attention, _ = self.batch([rows[i] for i in part])
+                values = self.logprobs(model, ids, attention)                      # [b, T-1]
+                for j, i in enumerate(part):
+                    out[i] = values[j, : len(rows[i].prompt_ids) + len(rows[i].completion_ids) - 1]
+
         with torch.no_grad():
             for version, indices in by_version.items():
-                sampler = policy.behaviour(version)
-                for first in range(0, len(indices), self.micro_batch):
-                    part = indices[first: first + self.micro_batch]
-                    ids, attention, _ = self.batch([rows[i] for i in part])
-                    behave = self.logprobs(sampler, ids, attention)                 # [b, T-1]
-                    own = self.logprobs(policy.model, ids, attention) if several else None
-                    for j, i in enumerate(part):
-                        width = len(rows[i].prompt_ids) + len(rows[i].completion_ids) - 1
-                        behaviour[i] = behave[j, :width]                            # [T_i-1]
-                        if several:
-                            start[i] = own[j, :width]                               # [T_i-1]
-        return behaviour, (start if several else None)
+                with policy.sampler(version) as sampler:
+                    fill(behaviour, sampler, indices)
+                if version in policy.staged and self.grpo.kl_coef > 0:
+                    fill(reference, policy.served, indices)
+                if several:
+                    fill(start, policy.model, indices)
+        reference = [r if r is not None else b for r, b in zip(reference, behaviour)]
+        return behaviour, reference, (start if several else None)
 
     def _replay_step(self, policy: Policy, replay: list[Sample]) -> float:
         """Accumulate the gradient of replay_coef * NLL on rows drawn from `replay`; returns
@@ -109,7 +115,8 @@ class GRPOUpdate:
         return loss_sum
 
     def _optimizer_step(self, policy: Policy, rows: list[Sample], advantages: list[float],
-                        behaviour: list, start: list | None, replay: list[Sample]) -> dict:
+                        behaviour: list, reference: list, start: list | None,
+                        replay: list[Sample]) -> dict:
         total = sum(sum(s.sampled_mask) for s in rows) or 1
         policy.opt.zero_grad(set_to_none=True)
         replay_loss_value = self._replay_step(policy, replay)
@@ -119,11 +126,12 @@ class GRPOUpdate:
             ids, attention, mask = self.batch(rows[part])
             logprobs = self.logprobs(policy.model, ids, attention)                 # [b, T-1]
             behave = pad_sequence(behaviour[part], batch_first=True)               # [b, T-1]
+            ref = pad_sequence(reference[part], batch_first=True)                  # [b, T-1]
             old = pad_sequence(start[part], batch_first=True) if start else logprobs.detach()
             loss, stats = grpo_loss(logprobs, old,
                                     torch.tensor(advantages[part], device=self.device),
                                     mask[:, 1:], self.grpo, behavior_logprobs=behave,
-                                    ref_logprobs=behave)
+                                    ref_logprobs=ref)
             share = stats["tokens"] / total
             (loss * share).backward()
             loss_sum += loss.item() * share

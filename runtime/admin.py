@@ -10,18 +10,21 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
 from pathlib import Path
 
 import grpc
 
-from rl_loop.checkpoints import BASE_VERSION, CheckpointError, CheckpointStore
+from rl_loop.checkpoints import BASE_VERSION, STAGED_DIR, CheckpointError, CheckpointStore
 from rlvr.v1 import admin_pb2 as apb
 from rlvr.v1 import admin_pb2_grpc as apb_grpc
 from runtime.engine import Engine
 from runtime.metrics import Metrics
 
 log = logging.getLogger(__name__)
+
+STAGED_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
 class WeightManager:
@@ -139,6 +142,39 @@ class AdminService(apb_grpc.AdminServicer):
         except CheckpointError as err:
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(err))
         return apb.SwapResponse(previous=previous, current=current, swap_seconds=seconds)
+
+    async def StageAdapter(self, request, context):
+        """Retire what the trainer no longer needs, then load `staged/<name>` for shadow
+        requests only (its newest adapter, or a candidate to gate)."""
+        await self._check_ready(context)
+        engine = self.weights.engine
+        engine.retire_adapters(request.retire)
+        seconds = await self._stage(request.name, request.base_version, context) \
+            if request.name else 0.0
+        return apb.StageAdapterResponse(load_seconds=seconds, staged=list(engine.staged))
+
+    async def _stage(self, name: str, base_version: str, context) -> float:
+        engine = self.weights.engine
+        if not STAGED_NAME.fullmatch(name):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                "name: a letter or digit, then letters, digits, '.', '_' or '-' "
+                                f"(a folder under staged/), got {name!r}")
+        folder = self.state_dir / STAGED_DIR / name
+        config = folder / "adapter_config.json"
+        if not config.is_file():
+            await context.abort(grpc.StatusCode.NOT_FOUND,
+                                f"name: no adapter at {folder} (adapter_config.json)")
+        rank = json.loads(config.read_text()).get("r", 0)
+        if not 0 < rank <= engine.max_lora_rank:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                                f"name: a rank-{rank} adapter; this server serves adapters up "
+                                f"to rank {engine.max_lora_rank} (config max_lora_rank)")
+        try:
+            return await engine.stage_adapter(folder, name, base_version)
+        except ValueError as err:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(err))
+        except OverflowError as err:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(err))
 
     def _status(self) -> apb.TrainingStatus:
         control = self.state_dir / "training_control.json"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict
 from contextlib import aclosing
 from pathlib import Path
 from typing import AsyncIterator
@@ -19,6 +20,8 @@ from runtime.chat_format import ChatFormat
 from runtime.engine_args import EngineSettings, engine_kwargs, model_context_length
 
 log = logging.getLogger(__name__)
+
+MAX_STAGED = 8  # adapters staged for shadow requests at once (the trainer retires its old ones)
 
 
 class Engine:
@@ -36,6 +39,7 @@ class Engine:
         self.max_lora_rank = settings.max_lora_rank
         self.full_weights = weight_version  # the version whose full weights the engine holds
         self.lora = None  # LoRARequest of the served adapter version (None: full weights only)
+        self.staged: OrderedDict[str, object] = OrderedDict()  # shadow-only adapters by name
         self._lora_ids = 0
         self.llm = None
         self.tokenizer = None
@@ -88,13 +92,15 @@ class Engine:
                               logprobs=0 if logprobs else None,
                               skip_special_tokens=False, stream_interval=self.stream_interval)
 
-    async def stream(self, prompt_ids: list[int], params, request_id: str,
-                     priority: int = 0) -> AsyncIterator[tuple[list[int], list[float] | None]]:
+    async def stream(self, prompt_ids: list[int], params, request_id: str, priority: int = 0,
+                     adapter: str = "") -> AsyncIterator[tuple[list[int], list[float] | None]]:
         """(new token ids, their log-probs or None) as the engine produces them; closing the
         iterator aborts the request. The request keeps the adapter served when it started,
-        whatever is swapped meanwhile."""
+        whatever is swapped meanwhile; `adapter` names a staged one to use instead (KeyError:
+        not staged)."""
+        lora = self.staged[adapter] if adapter else self.lora
         generator = self.llm.generate({"prompt_token_ids": prompt_ids}, params, request_id,
-                                      lora_request=self.lora, priority=priority)
+                                      lora_request=lora, priority=priority)
         async with aclosing(generator):
             async for output in generator:
                 out = output.outputs[0]
@@ -141,7 +147,35 @@ class Engine:
             self.lora, self.weight_version = request, version
         return time.perf_counter() - start
 
+    async def stage_adapter(self, adapter_dir: Path, name: str, base_version: str) -> float:
+        """Load an adapter for shadow requests only (`stream(adapter=name)`); users stay on the
+        served version. It must apply to the full weights the engine holds (ValueError), and
+        at most `MAX_STAGED` are staged (OverflowError: retire some first). Returns seconds."""
+        from vllm.lora.request import LoRARequest
+
+        start = time.perf_counter()
+        async with self._swap_lock:
+            if base_version != self.full_weights:
+                raise ValueError(f"base_version: the adapter was trained on {base_version}, "
+                                 f"the engine holds the full weights of {self.full_weights}")
+            if name not in self.staged and len(self.staged) >= MAX_STAGED:
+                raise OverflowError(f"{MAX_STAGED} adapters are staged ({', '.join(self.staged)})"
+                                    "; retire some first")
+            self._lora_ids += 1
+            request = LoRARequest(name, self._lora_ids, str(adapter_dir))
+            await self.llm.add_lora(request)
+            self.staged.pop(name, None)
+            self.staged[name] = request
+        return time.perf_counter() - start
+
+    def retire_adapters(self, names) -> None:
+        """Forget staged adapters (vLLM evicts their weights when it needs the slots);
+        requests already running on one finish on it."""
+        for name in names:
+            self.staged.pop(name, None)
+
     async def _reload(self, weights_dir: Path, version: str) -> None:
+        self.staged.clear()  # adapters staged on the old full weights apply to them only
         await self.llm.pause_generation(mode="keep", clear_cache=True)
         try:
             await self.llm.collective_rpc("reload_weights",

@@ -107,8 +107,9 @@ def engine_kwargs(model_dir: Path, settings: EngineSettings = EngineSettings()) 
                    "reasoning_config": ReasoningConfig(reasoning_start_str=settings.think_start,
                                                        reasoning_end_str=settings.think_end)}
     if settings.max_lora_rank:
-        # two adapters active at once: the served one and its predecessor, which requests
-        # started before a swap finish with
+        # adapters in a batch at once: the served one and its predecessor, which requests
+        # started before a swap finish with, and two staged ones (the trainer's newest and a
+        # candidate it gates); kept in memory: those and every staged one (engine.MAX_STAGED)
         kwargs |= {"enable_lora": True, "max_lora_rank": settings.max_lora_rank,
-                   "max_loras": 2, "max_cpu_loras": 4}
+                   "max_loras": 4, "max_cpu_loras": 10}
     return kwargs

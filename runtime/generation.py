@@ -83,8 +83,8 @@ class TokenEngine(Protocol):
     def sampling_params(self, *, max_tokens: int, temperature: float, top_p: float,
                         top_k: int, seed: int | None, logprobs: bool = False): ...
 
-    def stream(self, prompt_ids: list[int], params, request_id: str, priority: int = 0
-               ) -> AsyncIterator[tuple[list[int], list[float] | None]]: ...
+    def stream(self, prompt_ids: list[int], params, request_id: str, priority: int = 0,
+               adapter: str = "") -> AsyncIterator[tuple[list[int], list[float] | None]]: ...
 
 
 class StopMatcher:
@@ -152,14 +152,16 @@ class ChoiceRun:
     """Generates one choice; iterate `events()` to drive it."""
 
     def __init__(self, engine: TokenEngine, prompt_ids: list[int], plan: ThinkingPlan,
-                 sampling: Sampling, request_id: str, index: int, priority: int = 0):
+                 sampling: Sampling, request_id: str, index: int, priority: int = 0,
+                 adapter: str = ""):
         self.engine, self.plan, self.sampling = engine, plan, sampling
         self.prompt_tokens = len(prompt_ids)
         self.request_id, self.index, self.priority = request_id, index, priority
+        self.adapter = adapter  # a staged adapter (shadow requests) instead of the served weights
         self.state = ChoiceState(context=list(prompt_ids))
         self.stop = StopMatcher(sampling.stop)
         self.started = time.perf_counter()
-        self.weight_version = engine.weight_version
+        self.weight_version = adapter or engine.weight_version
 
     def _text(self, channel: str, token: int) -> str:
         return self.state.decoders[channel].step(self.engine.tokenizer._tokenizer, token) or ""
@@ -200,7 +202,7 @@ class ChoiceRun:
     def finish(self, reason: str) -> Finished:
         s = self.state
         version = self.weight_version  # a swap during the request is reported as "old->new"
-        if self.engine.weight_version != version:
+        if not self.adapter and self.engine.weight_version != version:
             version = f"{version}->{self.engine.weight_version}"
         return Finished(self.index, reason, self.prompt_tokens, s.thinking, s.answer,
                         s.thinking_end, s.continuations, version,
@@ -332,7 +334,8 @@ class ChoiceRun:
                 logprobs=self.sampling.logprobs)
             segment_id = f"{self.request_id}/{self.index}/{s.segments}"
             restart = False
-            stream = self.engine.stream(list(s.context), params, segment_id, self.priority)
+            stream = self.engine.stream(list(s.context), params, segment_id, self.priority,
+                                        self.adapter)
             async with aclosing(stream):
                 async for ids, logprobs in stream:
                     events, finished, restart = self._on_chunk(ids, logprobs)

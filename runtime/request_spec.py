@@ -34,6 +34,7 @@ class GenerateSpec:
     best_of_n: bool
     shadow: bool = False
     return_tokens: bool = False  # each Finished carries its TokenTrace (train scope only)
+    adapter: str = ""  # a staged adapter to sample from (shadow requests only)
 
     def options(self) -> tuple[dict, dict]:
         """(thinking options, sampling options) as recorded in traces."""
@@ -147,7 +148,11 @@ def parse_generate(request: pb.GenerateRequest, config: ServerConfig, engine,
                      wrap_up_share=None if t.HasField("wrap_up") else config.wrap_up_max_share)
     verification = (verification_spec(request.verification, config)
                     if request.HasField("verification") else None)
+    if request.adapter and not request.shadow:
+        raise InvalidRequest("adapter", "only shadow requests sample from a staged adapter; "
+                             "users get the served version")
     prompt_text = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
     return GenerateSpec(request_id, prompt_ids, prompt_text, plan, sampling, n, t.hide_thinking,
                         verification, verification is not None and request.verification.best_of_n,
-                        request.shadow, request.return_tokens or request.return_logprobs)
+                        request.shadow, request.return_tokens or request.return_logprobs,
+                        request.adapter)

@@ -99,6 +99,10 @@ class ReasoningService(pb_grpc.ReasoningServicer):
             if wanted and not principal.can_train:
                 await self._reject(context, "Generate", grpc.StatusCode.PERMISSION_DENIED,
                                    f"{name}: only a train-scoped caller may ask for it")
+        if spec.adapter and spec.adapter not in self.engine.staged:
+            await self._reject(context, "Generate", grpc.StatusCode.FAILED_PRECONDITION,
+                               f"adapter: {spec.adapter!r} is not staged (Admin.StageAdapter; "
+                               f"staged now: {', '.join(self.engine.staged) or 'none'})")
         if spec.request_id in self.active:
             await self._reject(context, "Generate", grpc.StatusCode.ALREADY_EXISTS,
                                f"request_id: {spec.request_id!r} is already running")
@@ -146,7 +150,8 @@ class ReasoningService(pb_grpc.ReasoningServicer):
         """Run all choices concurrently and yield their events as proto messages (vLLM
         priority: lower is sooner; see max_running_choices)."""
         active.runs = [gen.ChoiceRun(self.engine, spec.prompt_ids, spec.plan, spec.sampling,
-                                     spec.request_id, i, priority) for i in range(spec.n)]
+                                     spec.request_id, i, priority, spec.adapter)
+                       for i in range(spec.n)]
         queue: asyncio.Queue = asyncio.Queue()
         active.tasks = [asyncio.create_task(self._pump(run, queue, request))
                         for run in active.runs]

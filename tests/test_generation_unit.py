@@ -37,7 +37,7 @@ class ScriptedEngine:
     def sampling_params(self, *, max_tokens, **_):
         return max_tokens
 
-    async def stream(self, prompt_ids, max_tokens, request_id, priority=0):
+    async def stream(self, prompt_ids, max_tokens, request_id, priority=0, adapter=""):
         self.requests.append((list(prompt_ids), max_tokens))
         context, pending = list(prompt_ids), []
         while len(context) - len(prompt_ids) < max_tokens:

@@ -223,7 +223,7 @@ def test_lora_candidates_are_merged_published_and_served(server):
     assert report["failed"] == 0
     cfg = TrainerConfig(base_model=MODEL_DIR, server=server.target, state_dir=server.state_dir, token=ADMIN_TOKEN,
                         publish_every=2, prompts_per_step=4, group_size=6, gate_tasks=10,
-                        gate_z=1e9, min_validation=1, poll_s=0.2, lora_rank=4, lr=1e-3)
+                        gate_z=1e9, min_validation=1, poll_s=0.2, lora_rank=4, lr=1e-4)
     trainer = Trainer(cfg)
     trainer.cfg.max_steps = trainer.step + 2
     try:
@@ -248,6 +248,35 @@ def hf_greedy(model, tokenizer, prompt: str, max_new_tokens: int = 48) -> str:
         out = model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False,
                              max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id)
     return tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=False)
+
+
+def stage_an_adapter_for_shadow_requests_only(server, store, prompts, before, after):
+    """Admin.StageAdapter: shadow requests naming the adapter sample from it (v1's weights,
+    greedy: v1's output), users stay on the served v0; every misuse is a precise error."""
+    import shutil
+
+    import grpc
+
+    from clients.client import RlvrError
+
+    shutil.copytree(store.verified_path("v1"), server.state_dir / "staged" / "probe")
+    options = dict(budget=40, max_answer_tokens=8, hide_thinking=False, temperature=0.0)
+    with Client(server.target, token=ADMIN_TOKEN) as admin:
+        assert list(admin.stage_adapter("probe", "v0").staged) == ["probe"]
+        shadow = admin.ask(prompts[0], shadow=True, adapter="probe", **options)
+        user = admin.ask(prompts[0], **options)
+        assert (shadow.weight_version, shadow.thinking) == ("probe", after[0].thinking)
+        assert (user.weight_version, user.thinking) == ("v0", before[0].thinking)
+        for call, code in (
+                (lambda: admin.ask(prompts[0], adapter="probe", **options), "INVALID_ARGUMENT"),
+                (lambda: admin.ask(prompts[0], shadow=True, adapter="nope", **options),
+                 "FAILED_PRECONDITION"),
+                (lambda: admin.stage_adapter("..", "v0"), "INVALID_ARGUMENT"),
+                (lambda: admin.stage_adapter("missing", "v0"), "NOT_FOUND"),
+                (lambda: admin.stage_adapter("probe", "v1"), "FAILED_PRECONDITION")):
+            with pytest.raises(RlvrError) as err:
+                call()
+            assert err.value.code == getattr(grpc.StatusCode, code), err.value
 
 
 def test_lora_adapters_switch_in_the_live_engine_without_failing_requests(tmp_path):
@@ -306,13 +335,18 @@ def test_lora_adapters_switch_in_the_live_engine_without_failing_requests(tmp_pa
             again = [admin.ask(p, budget=40, max_answer_tokens=8) for p in prompts]
             assert [(r.thinking, r.answer, r.weight_version) for r in again] == \
                 [(r.thinking, r.answer, r.weight_version) for r in before]
+        stage_an_adapter_for_shadow_requests_only(server, store, prompts, before, after)
         trainer = Trainer(TrainerConfig(base_model=MODEL_DIR, server=server.target, state_dir=server.state_dir,
                                         token=ADMIN_TOKEN, publish_every=2, prompts_per_step=4,
                                         group_size=6, gate_tasks=10, gate_z=1e9, min_validation=1,
-                                        poll_s=0.2, lora_rank=4, lr=1e-3, max_steps=2))
+                                        poll_s=0.2, lora_rank=4, lr=1e-4, max_steps=2))
         asyncio.run(trainer.run())
         manifest = store.manifest(trainer.version)
         assert trainer.stats["promoted"] == 1 and manifest["adapter_base"] == "v0"
+        assert manifest["metrics"]["gate_path"] == "engine"  # the candidate staged and asked
+        # the second step's groups came from the first step's adapter, staged in the engine:
+        # no row was an optimizer step behind (sampled by v0 they would have been 1 behind)
+        assert trainer.stats["staged"] >= 1 and set(trainer.lags["lag_steps"]) == {0}
         assert (store.path(trainer.version) / "adapter_config.json").is_file()
     finally:
         server.stop()

@@ -14,7 +14,7 @@ import torch
 from rl_loop.grpo import GRPOConfig
 from rl_loop.trainer import Trainer, TrainerConfig
 from runtime.config import MODEL_DIR
-from tests.test_trainer import groups_for
+from tests.test_trainer import groups_for, logprob_of
 
 
 class FakeServer:
@@ -35,7 +35,8 @@ class FakeServer:
 def trainer_with_fake_sampling(tmp_path, pipeline: bool, events: list, **kw) -> Trainer:
     trainer = Trainer(TrainerConfig(base_model=MODEL_DIR, state_dir=tmp_path, gate_tasks=20,
                                     min_validation=1, gate_z=1e9, lr=1e-3, warmup_steps=1,
-                                    pipeline=pipeline, publish_every=2, **kw))
+                                    pipeline=pipeline, publish_every=kw.pop("publish_every", 2),
+                                    **kw))
     trainer.state = lambda: "running"
     trainer.read_traces = lambda: None
     lock = threading.Lock()
@@ -63,7 +64,7 @@ def trainer_with_fake_sampling(tmp_path, pipeline: bool, events: list, **kw) -> 
 
 
 async def run_steps(trainer: Trainer, server: FakeServer, steps: int) -> None:
-    from rl_loop.trainer import Loop
+    from rl_loop.loop import Loop
 
     loop = Loop(trainer, server)
     try:
@@ -136,7 +137,8 @@ def test_rows_sampled_before_a_promotion_get_their_own_behaviour_weights(tmp_pat
     for sample in (s for g in new for s in g):
         sample.version = "v1"
     rows = old[0] + new[0]
-    behaviour, _ = trainer.update._fixed_logprobs(trainer.policy, rows)
+    behaviour, reference, _ = trainer.update._fixed_logprobs(trainer.policy, rows)
+    assert all(r is b for r, b in zip(reference, behaviour))  # served samplers: the KL anchor too
 
     def under(model, row):  # [T-1] log-probs of one row's tokens under `model`
         ids, attention, _ = trainer.update.batch([row])
@@ -166,3 +168,105 @@ def test_rows_of_a_version_no_longer_kept_are_dropped_as_stale(tmp_path):
     assert trainer.policy.behaviour("v0") is None  # one version kept: v1's
     report = trainer.train_step(groups_for(trainer))  # every row sampled by v0
     assert report["loss"] is None and trainer.stats["stale_samples_dropped"] == 8
+
+
+class StagingServer(FakeServer):
+    """Also stages and retires adapters as Admin.StageAdapter does (the folder must be
+    there), and answers greedy shadow requests: 1.0 from a staged candidate, else 0.0."""
+
+    def __init__(self, state_dir, version: str = "v0"):
+        super().__init__(version)
+        self.state_dir, self.staged, self.holds, self.asked = state_dir, [], [], []
+
+    async def stage_adapter(self, name: str, base_version: str, retire=()):
+        self.holds = [n for n in self.holds if n not in retire]
+        if name:
+            assert (self.state_dir / "staged" / name / "adapter_config.json").is_file()
+            assert base_version == "v0"  # adapters apply to the full weights served
+            self.staged.append(name)
+            self.holds.append(name)
+        return SimpleNamespace(load_seconds=0.001, staged=list(self.holds))
+
+    async def ask(self, prompt, *, adapter="", shadow=False, temperature=None, **options):
+        assert shadow and temperature == 0.0
+        self.asked.append(adapter)
+        return SimpleNamespace(verification={"reward": 1.0 if adapter else 0.0})
+
+
+def test_shadow_groups_sample_from_the_newest_staged_adapter(tmp_path):
+    """LoRA adapters the server serves: after every step the adapter is staged, the next
+    groups name it, their rows count as 0 steps behind, and their behaviour log-probs are
+    the staged weights' (not the served version's, not the policy's after later steps)."""
+    events: list = []
+    trainer = trainer_with_fake_sampling(tmp_path, False, events, lora_rank=4, publish_every=100)
+    trainer.policy.serve_adapters(8)
+    asked: list[str] = []
+
+    async def collect_groups(client):
+        asked.append(trainer.stager.current)
+        groups = groups_for(trainer)
+        for sample in (s for g in groups for s in g):
+            sample.version = trainer.stager.current or "v0"
+        return groups
+    trainer.collect_groups = collect_groups
+    server = StagingServer(tmp_path)
+    asyncio.run(run_steps(trainer, server, 3))
+    assert server.staged == ["step-1", "step-2", "step-3"] and trainer.stats["staged"] == 3
+    assert asked == ["", "step-1", "step-2"]  # the first batch comes from the served version
+    assert trainer.lags["lag_steps"] == {0: 12}  # 4 rows a step, always the newest weights
+    assert trainer.lags["lag_versions"] == {0: 12}
+    assert sorted(p.name for p in (tmp_path / "staged").iterdir()) == [
+        "step-1", "step-2", "step-3"]
+
+    row = groups_for(trainer)[0][0]
+    row.version = "step-2"
+    with trainer.policy.sampler("step-2") as staged:
+        at_step_2 = logprob_of(trainer, staged, row)
+    now = logprob_of(trainer, trainer.policy.model, row)
+    assert at_step_2 != pytest.approx(now, abs=1e-4)  # step 3 trained on: other weights
+    with trainer.policy.sampler("step-3") as staged:
+        assert logprob_of(trainer, staged, row) == pytest.approx(now, abs=1e-5)
+    assert logprob_of(trainer, trainer.policy.model, row) == pytest.approx(now, abs=1e-6)
+    behaviour, reference, _ = trainer.update._fixed_logprobs(trainer.policy, [row])
+    assert float(behaviour[0][-len(row.completion_ids):].sum()) == pytest.approx(
+        at_step_2, abs=1e-4)
+    assert reference[0] is behaviour[0]  # no KL: nothing else computed
+
+    trainer.policy.fresh()  # as a rejection does: the staged drift is dropped
+    assert trainer.policy.knows("step-3")
+
+
+def test_a_failed_stage_samples_from_the_served_version(tmp_path):
+    import grpc
+
+    from clients.client import RlvrError
+
+    trainer = trainer_with_fake_sampling(tmp_path, False, [], lora_rank=4, publish_every=100)
+    trainer.policy.serve_adapters(8)
+    server = StagingServer(tmp_path)
+
+    async def refuse(name, base_version, retire=()):
+        raise RlvrError(grpc.StatusCode.FAILED_PRECONDITION, "base_version: v1 held")
+    server.stage_adapter = refuse
+    asyncio.run(run_steps(trainer, server, 2))
+    assert trainer.stager.current == "" and trainer.stats["stage_failures"] == 2
+
+
+def test_an_adapter_candidate_is_gated_through_the_engine(tmp_path):
+    """Adapters the server serves: the candidate is staged and both sides are asked through
+    the server (greedy shadow requests); the decision uses those rewards, the manifest says
+    so, and the candidate is retired with the next stage."""
+    from rl_loop.checkpoints import CheckpointStore
+
+    trainer = trainer_with_fake_sampling(tmp_path, False, [], lora_rank=4, publish_every=2)
+    trainer.policy.serve_adapters(8)
+    server = StagingServer(tmp_path)
+    asyncio.run(run_steps(trainer, server, 3))
+    assert "candidate-v1" in server.staged and server.promoted == ["v1"]
+    metrics = CheckpointStore(tmp_path).manifest("v1")["metrics"]
+    assert metrics["gate_path"] == "engine"
+    assert (metrics["gate_accuracy"], metrics["gate_baseline"]) == (1.0, 0.0)
+    items = len(trainer.gate_items())
+    assert server.asked.count("candidate-v1") == items and server.asked.count("") == items
+    assert "candidate-v1" not in server.holds  # retired by the stage after the gate
+    assert not (tmp_path / "staged" / "candidate-v1").exists()

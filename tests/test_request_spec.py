@@ -39,3 +39,13 @@ def test_budget_zero_on_a_model_without_delimiters_is_accepted():
 def test_plain_request_on_a_model_without_delimiters_just_answers():
     spec = parse_generate(build_request("hi"), ServerConfig(), NoThinkingEngine(), 512)
     assert spec.plan.budget == 0 and spec.plan.requested_budget == 0
+
+
+def test_a_staged_adapter_is_for_shadow_requests_only():
+    with pytest.raises(InvalidRequest) as err:
+        parse_generate(build_request("hi", budget=0, adapter="step-3"), ServerConfig(),
+                       NoThinkingEngine(), 512)
+    assert err.value.field == "adapter" and "only shadow requests" in str(err.value)
+    spec = parse_generate(build_request("hi", budget=0, adapter="step-3", shadow=True),
+                          ServerConfig(), NoThinkingEngine(), 512)
+    assert spec.adapter == "step-3" and spec.shadow

@@ -24,29 +24,33 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13rlvr/v1/admin.proto\x12\x07rlvr.v1\"\x86\x01\n\x0bVersionInfo\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x0e\n\x06parent\x18\x02 \x01(\t\x12\x0c\n\x04step\x18\x03 \x01(\r\x12\x0e\n\x06status\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x14\n\x0cmetrics_json\x18\x06 \x01(\t\x12\x12\n\ncreated_at\x18\x07 \x01(\x01\"\x15\n\x13ListVersionsRequest\"v\n\x14ListVersionsResponse\x12\x0f\n\x07\x63urrent\x18\x01 \x01(\t\x12&\n\x08versions\x18\x02 \x03(\x0b\x32\x14.rlvr.v1.VersionInfo\x12\x0f\n\x07history\x18\x03 \x03(\t\x12\x14\n\x0cserving_note\x18\x04 \x01(\t\"!\n\x0ePromoteRequest\x12\x0f\n\x07version\x18\x01 \x01(\t\"\x11\n\x0fRollbackRequest\"G\n\x0cSwapResponse\x12\x10\n\x08previous\x18\x01 \x01(\t\x12\x0f\n\x07\x63urrent\x18\x02 \x01(\t\x12\x14\n\x0cswap_seconds\x18\x03 \x01(\x01\"\x18\n\x16TrainingControlRequest\"D\n\x0eTrainingStatus\x12\r\n\x05state\x18\x01 \x01(\t\x12\x0e\n\x06paused\x18\x02 \x01(\x08\x12\x13\n\x0bstatus_json\x18\x03 \x01(\t2\xb2\x03\n\x05\x41\x64min\x12K\n\x0cListVersions\x12\x1c.rlvr.v1.ListVersionsRequest\x1a\x1d.rlvr.v1.ListVersionsResponse\x12\x39\n\x07Promote\x12\x17.rlvr.v1.PromoteRequest\x1a\x15.rlvr.v1.SwapResponse\x12;\n\x08Rollback\x12\x18.rlvr.v1.RollbackRequest\x1a\x15.rlvr.v1.SwapResponse\x12I\n\rPauseTraining\x12\x1f.rlvr.v1.TrainingControlRequest\x1a\x17.rlvr.v1.TrainingStatus\x12J\n\x0eResumeTraining\x12\x1f.rlvr.v1.TrainingControlRequest\x1a\x17.rlvr.v1.TrainingStatus\x12M\n\x11GetTrainingStatus\x12\x1f.rlvr.v1.TrainingControlRequest\x1a\x17.rlvr.v1.TrainingStatusb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13rlvr/v1/admin.proto\x12\x07rlvr.v1\"I\n\x13StageAdapterRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x62\x61se_version\x18\x02 \x01(\t\x12\x0e\n\x06retire\x18\x03 \x03(\t\"<\n\x14StageAdapterResponse\x12\x14\n\x0cload_seconds\x18\x01 \x01(\x01\x12\x0e\n\x06staged\x18\x02 \x03(\t\"\x86\x01\n\x0bVersionInfo\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x0e\n\x06parent\x18\x02 \x01(\t\x12\x0c\n\x04step\x18\x03 \x01(\r\x12\x0e\n\x06status\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x14\n\x0cmetrics_json\x18\x06 \x01(\t\x12\x12\n\ncreated_at\x18\x07 \x01(\x01\"\x15\n\x13ListVersionsRequest\"v\n\x14ListVersionsResponse\x12\x0f\n\x07\x63urrent\x18\x01 \x01(\t\x12&\n\x08versions\x18\x02 \x03(\x0b\x32\x14.rlvr.v1.VersionInfo\x12\x0f\n\x07history\x18\x03 \x03(\t\x12\x14\n\x0cserving_note\x18\x04 \x01(\t\"!\n\x0ePromoteRequest\x12\x0f\n\x07version\x18\x01 \x01(\t\"\x11\n\x0fRollbackRequest\"G\n\x0cSwapResponse\x12\x10\n\x08previous\x18\x01 \x01(\t\x12\x0f\n\x07\x63urrent\x18\x02 \x01(\t\x12\x14\n\x0cswap_seconds\x18\x03 \x01(\x01\"\x18\n\x16TrainingControlRequest\"D\n\x0eTrainingStatus\x12\r\n\x05state\x18\x01 \x01(\t\x12\x0e\n\x06paused\x18\x02 \x01(\x08\x12\x13\n\x0bstatus_json\x18\x03 \x01(\t2\xff\x03\n\x05\x41\x64min\x12K\n\x0cListVersions\x12\x1c.rlvr.v1.ListVersionsRequest\x1a\x1d.rlvr.v1.ListVersionsResponse\x12\x39\n\x07Promote\x12\x17.rlvr.v1.PromoteRequest\x1a\x15.rlvr.v1.SwapResponse\x12;\n\x08Rollback\x12\x18.rlvr.v1.RollbackRequest\x1a\x15.rlvr.v1.SwapResponse\x12I\n\rPauseTraining\x12\x1f.rlvr.v1.TrainingControlRequest\x1a\x17.rlvr.v1.TrainingStatus\x12J\n\x0eResumeTraining\x12\x1f.rlvr.v1.TrainingControlRequest\x1a\x17.rlvr.v1.TrainingStatus\x12M\n\x11GetTrainingStatus\x12\x1f.rlvr.v1.TrainingControlRequest\x1a\x17.rlvr.v1.TrainingStatus\x12K\n\x0cStageAdapter\x12\x1c.rlvr.v1.StageAdapterRequest\x1a\x1d.rlvr.v1.StageAdapterResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'rlvr.v1.admin_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_VERSIONINFO']._serialized_start=33
-  _globals['_VERSIONINFO']._serialized_end=167
-  _globals['_LISTVERSIONSREQUEST']._serialized_start=169
-  _globals['_LISTVERSIONSREQUEST']._serialized_end=190
-  _globals['_LISTVERSIONSRESPONSE']._serialized_start=192
-  _globals['_LISTVERSIONSRESPONSE']._serialized_end=310
-  _globals['_PROMOTEREQUEST']._serialized_start=312
-  _globals['_PROMOTEREQUEST']._serialized_end=345
-  _globals['_ROLLBACKREQUEST']._serialized_start=347
-  _globals['_ROLLBACKREQUEST']._serialized_end=364
-  _globals['_SWAPRESPONSE']._serialized_start=366
-  _globals['_SWAPRESPONSE']._serialized_end=437
-  _globals['_TRAININGCONTROLREQUEST']._serialized_start=439
-  _globals['_TRAININGCONTROLREQUEST']._serialized_end=463
-  _globals['_TRAININGSTATUS']._serialized_start=465
-  _globals['_TRAININGSTATUS']._serialized_end=533
-  _globals['_ADMIN']._serialized_start=536
-  _globals['_ADMIN']._serialized_end=970
+  _globals['_STAGEADAPTERREQUEST']._serialized_start=32
+  _globals['_STAGEADAPTERREQUEST']._serialized_end=105
+  _globals['_STAGEADAPTERRESPONSE']._serialized_start=107
+  _globals['_STAGEADAPTERRESPONSE']._serialized_end=167
+  _globals['_VERSIONINFO']._serialized_start=170
+  _globals['_VERSIONINFO']._serialized_end=304
+  _globals['_LISTVERSIONSREQUEST']._serialized_start=306
+  _globals['_LISTVERSIONSREQUEST']._serialized_end=327
+  _globals['_LISTVERSIONSRESPONSE']._serialized_start=329
+  _globals['_LISTVERSIONSRESPONSE']._serialized_end=447
+  _globals['_PROMOTEREQUEST']._serialized_start=449
+  _globals['_PROMOTEREQUEST']._serialized_end=482
+  _globals['_ROLLBACKREQUEST']._serialized_start=484
+  _globals['_ROLLBACKREQUEST']._serialized_end=501
+  _globals['_SWAPRESPONSE']._serialized_start=503
+  _globals['_SWAPRESPONSE']._serialized_end=574
+  _globals['_TRAININGCONTROLREQUEST']._serialized_start=576
+  _globals['_TRAININGCONTROLREQUEST']._serialized_end=600
+  _globals['_TRAININGSTATUS']._serialized_start=602
+  _globals['_TRAININGSTATUS']._serialized_end=670
+  _globals['_ADMIN']._serialized_start=673
+  _globals['_ADMIN']._serialized_end=1184
 # @@protoc_insertion_point(module_scope)

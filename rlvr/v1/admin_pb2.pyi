@@ -6,6 +6,24 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class StageAdapterRequest(_message.Message):
+    __slots__ = ("name", "base_version", "retire")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    BASE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    RETIRE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    base_version: str
+    retire: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., base_version: _Optional[str] = ..., retire: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class StageAdapterResponse(_message.Message):
+    __slots__ = ("load_seconds", "staged")
+    LOAD_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    STAGED_FIELD_NUMBER: _ClassVar[int]
+    load_seconds: float
+    staged: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, load_seconds: _Optional[float] = ..., staged: _Optional[_Iterable[str]] = ...) -> None: ...
+
 class VersionInfo(_message.Message):
     __slots__ = ("version", "parent", "step", "status", "reason", "metrics_json", "created_at")
     VERSION_FIELD_NUMBER: _ClassVar[int]

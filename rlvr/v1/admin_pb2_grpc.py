@@ -64,6 +64,11 @@ class AdminStub:
                 request_serializer=rlvr_dot_v1_dot_admin__pb2.TrainingControlRequest.SerializeToString,
                 response_deserializer=rlvr_dot_v1_dot_admin__pb2.TrainingStatus.FromString,
                 _registered_method=True)
+        self.StageAdapter = channel.unary_unary(
+                '/rlvr.v1.Admin/StageAdapter',
+                request_serializer=rlvr_dot_v1_dot_admin__pb2.StageAdapterRequest.SerializeToString,
+                response_deserializer=rlvr_dot_v1_dot_admin__pb2.StageAdapterResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServicer:
@@ -107,6 +112,16 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StageAdapter(self, request, context):
+        """Load a LoRA adapter into the engine for shadow requests only (GenerateRequest.adapter), not
+        for users: the trainer samples from its newest weights between promotions and gates an
+        adapter candidate through the engine. The adapter is the folder `staged/<name>` of the state
+        directory, trained on the full weights the engine holds. At most 8 are staged at once.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -139,6 +154,11 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.GetTrainingStatus,
                     request_deserializer=rlvr_dot_v1_dot_admin__pb2.TrainingControlRequest.FromString,
                     response_serializer=rlvr_dot_v1_dot_admin__pb2.TrainingStatus.SerializeToString,
+            ),
+            'StageAdapter': grpc.unary_unary_rpc_method_handler(
+                    servicer.StageAdapter,
+                    request_deserializer=rlvr_dot_v1_dot_admin__pb2.StageAdapterRequest.FromString,
+                    response_serializer=rlvr_dot_v1_dot_admin__pb2.StageAdapterResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -303,6 +323,33 @@ class Admin:
             '/rlvr.v1.Admin/GetTrainingStatus',
             rlvr_dot_v1_dot_admin__pb2.TrainingControlRequest.SerializeToString,
             rlvr_dot_v1_dot_admin__pb2.TrainingStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StageAdapter(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rlvr.v1.Admin/StageAdapter',
+            rlvr_dot_v1_dot_admin__pb2.StageAdapterRequest.SerializeToString,
+            rlvr_dot_v1_dot_admin__pb2.StageAdapterResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -132,7 +132,7 @@ class ThinkingOptions(_message.Message):
     def __init__(self, budget: _Optional[int] = ..., min_tokens: _Optional[int] = ..., wrap_up: _Optional[str] = ..., continuation: _Optional[str] = ..., effort: _Optional[_Union[Effort, str]] = ..., hide_thinking: _Optional[bool] = ...) -> None: ...
 
 class GenerateRequest(_message.Message):
-    __slots__ = ("request_id", "prompt", "chat", "sampling", "max_answer_tokens", "thinking", "verification", "shadow", "return_tokens", "return_logprobs")
+    __slots__ = ("request_id", "prompt", "chat", "sampling", "max_answer_tokens", "thinking", "verification", "shadow", "return_tokens", "return_logprobs", "adapter")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     PROMPT_FIELD_NUMBER: _ClassVar[int]
     CHAT_FIELD_NUMBER: _ClassVar[int]
@@ -143,6 +143,7 @@ class GenerateRequest(_message.Message):
     SHADOW_FIELD_NUMBER: _ClassVar[int]
     RETURN_TOKENS_FIELD_NUMBER: _ClassVar[int]
     RETURN_LOGPROBS_FIELD_NUMBER: _ClassVar[int]
+    ADAPTER_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     prompt: str
     chat: Messages
@@ -153,7 +154,8 @@ class GenerateRequest(_message.Message):
     shadow: bool
     return_tokens: bool
     return_logprobs: bool
-    def __init__(self, request_id: _Optional[str] = ..., prompt: _Optional[str] = ..., chat: _Optional[_Union[Messages, _Mapping]] = ..., sampling: _Optional[_Union[SamplingOptions, _Mapping]] = ..., max_answer_tokens: _Optional[int] = ..., thinking: _Optional[_Union[ThinkingOptions, _Mapping]] = ..., verification: _Optional[_Union[VerificationSpec, _Mapping]] = ..., shadow: _Optional[bool] = ..., return_tokens: _Optional[bool] = ..., return_logprobs: _Optional[bool] = ...) -> None: ...
+    adapter: str
+    def __init__(self, request_id: _Optional[str] = ..., prompt: _Optional[str] = ..., chat: _Optional[_Union[Messages, _Mapping]] = ..., sampling: _Optional[_Union[SamplingOptions, _Mapping]] = ..., max_answer_tokens: _Optional[int] = ..., thinking: _Optional[_Union[ThinkingOptions, _Mapping]] = ..., verification: _Optional[_Union[VerificationSpec, _Mapping]] = ..., shadow: _Optional[bool] = ..., return_tokens: _Optional[bool] = ..., return_logprobs: _Optional[bool] = ..., adapter: _Optional[str] = ...) -> None: ...
 
 class Delta(_message.Message):
     __slots__ = ("index", "channel", "text", "token_count", "forced")
