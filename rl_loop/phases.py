@@ -2,7 +2,8 @@
 
 Phases: `sampling` (shadow groups through the server, following admin actions), `training`
 (the GRPO update), `gate` (scoring candidate and served versions on validation items),
-`publish` (writing the checkpoint, promoting it, staging the newest adapter), `waiting` (no traffic yet, paused, retrying).
+`publish` (writing the checkpoint, promoting it, staging the newest adapter), `waiting` (no
+traffic yet, paused, retrying).
 The trainer keeps two clocks: what each step of its loop waited for (`phase_seconds`, the
 critical path; with the pipeline, sampling and gating mostly run while a step trains, so
 little of them is waited for) and how long sampling, gate and publish took wherever they ran
