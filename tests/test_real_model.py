@@ -9,7 +9,8 @@ delimiters added. Real vLLM engine, real server, real trainer process.
 - the online loop end to end with training on: trusted verified traffic of one-digit
   additions (`math` verifier), GRPO steps on exact ids, a candidate gated on validation traces
   from that traffic and promoted, responses tagged with versions, an admin rollback followed
-  by the trainer.
+  by the trainer;
+- a LoRA adapter staged for shadow requests answers only the shadow requests that name it.
 """
 
 from __future__ import annotations
@@ -177,3 +178,42 @@ def test_online_loop_on_the_real_model(smollm2, tmp_path):
     rewards = [line for line in Path(server.log_path).read_text().splitlines()
                if "step " in line and "mean_reward" in line]
     print("\n".join(rewards[-10:]))
+
+
+def test_a_staged_adapter_serves_shadow_requests_on_the_real_model(smollm2, tmp_path):
+    """LoRA staging on a Llama model: an adapter staged with Admin.StageAdapter answers shadow
+    requests that name it (other outputs, its name as the version), while users and shadow
+    requests that do not name it get the served v0."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from rl_loop.policy import TARGET_MODULES
+
+    _, thinking = smollm2
+    adapted = get_peft_model(AutoModelForCausalLM.from_pretrained(thinking, dtype=torch.float32),
+                             LoraConfig(r=8, lora_alpha=16, target_modules=TARGET_MODULES))
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for name, p in adapted.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.05)
+    server = ServerProcess(tmp_path, model=thinking, admin_tokens=[ADMIN_TOKEN], max_lora_rank=8)
+    adapted.save_pretrained(server.state_dir / "staged" / "probe")
+    options = dict(budget=24, max_answer_tokens=8, hide_thinking=False, temperature=0.0)
+    prompts = [f"What is {a}+{b}?" for a, b in [(3, 4), (12, 34), (7, 8)]]
+    try:
+        server.wait_ready(600)
+        with Client(server.target, token=ADMIN_TOKEN) as admin:
+            assert list(admin.stage_adapter("probe", "v0").staged) == ["probe"]
+            staged = [admin.ask(p, shadow=True, adapter="probe", **options) for p in prompts]
+            shadow = [admin.ask(p, shadow=True, **options) for p in prompts]
+            user = [admin.ask(p, **options) for p in prompts]
+            with pytest.raises(RlvrError) as err:
+                admin.ask(prompts[0], adapter="probe", **options)
+            assert err.value.code.name == "INVALID_ARGUMENT"
+    finally:
+        server.stop()
+    assert {r.weight_version for r in staged} == {"probe"}
+    assert {r.weight_version for r in shadow + user} == {"v0"}
+    assert [r.thinking for r in shadow] == [r.thinking for r in user]
+    assert any(s.thinking + s.answer != u.thinking + u.answer for s, u in zip(staged, user))
