@@ -155,7 +155,11 @@ def test_grpo_settings_are_flags_of_rlvr_train():
         ["--pipeline", "--replay-coef", "0.5", "--replay-rows", "8", "--replay-buffer", "64"]))
     assert cfg.pipeline and cfg.replay_buffer == 64
     assert (cfg.objective.replay_coef, cfg.objective.replay_rows) == (0.5, 8)
-    for bad in (["--epochs", "0"], ["--replay-rows", "0"], ["--replay-coef", "-1"]):
+    assert (cfg.stage_every, cfg.lora_lr_scale) == (1, 10.0)  # defaults: stage every step
+    cfg = trainer_config.from_args(parser.parse_args(["--stage-every", "0", "--lora-lr-scale", "4"]))
+    assert (cfg.stage_every, cfg.lora_lr_scale) == (0, 4.0)
+    for bad in (["--epochs", "0"], ["--replay-rows", "0"], ["--replay-coef", "-1"],
+                ["--stage-every", "-1"], ["--lora-lr-scale", "-2"]):
         with pytest.raises(SystemExit):
             parser.parse_args(bad)  # below its minimum: a usage error
 
