@@ -57,3 +57,11 @@ def positive_int(text: str) -> int:
     if value == 0:
         raise argparse.ArgumentTypeError("must be >= 1")
     return value
+
+
+def names(text: str) -> list[str]:
+    """Comma-separated names (their meaning is checked where they are used)."""
+    parts = [part.strip() for part in text.split(",") if part.strip()]
+    if not parts:
+        raise argparse.ArgumentTypeError("expected one or more names, comma separated")
+    return parts

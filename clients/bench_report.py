@@ -155,6 +155,33 @@ def trl(r: dict) -> list[str]:
                         for x in latency) + "."]
 
 
+def options(r: dict) -> list[str]:
+    """The trainer's options one at a time against its defaults, one demo run each."""
+    levels = list(r["variants"]["default"]["time_to_s"])
+
+    def row(name: str, v: dict) -> str:
+        times = " | ".join(_seconds(t) + (f" (x{q:g})" if q is not None and name != "default"
+                                          else "")
+                           for t, q in zip(v["time_to_s"].values(),
+                                           v["time_ratio_to_default"].values()))
+        waits = v["phase_seconds"] or {}
+        return (f"| {name} | {v['change']} | {times} | {v['best']:.3f} | {v['end']:.3f} | "
+                f"{v['steps']} | {v['promoted']} ({v['rejected']} rejected) | "
+                f"{waits.get('training', 0):.0f} / {waits.get('sampling', 0):.0f} / "
+                f"{waits.get('gate', 0):.0f} | {v['user_p50_s']['training']:.2f} / "
+                f"{v['user_p50_s']['paused']:.2f} | {v['failed']} |")
+    return [f"One `rlvr demo` run of {r['duration_s']:.0f} s per variant (unlimited thinking, "
+            f"same traffic and seed {r['seed']}), the versions served every {r['grid_s']:.0f} s "
+            f"scored on the {r['measured_on']} (the shipped model: {r['start']:.3f}). Each "
+            "variant changes one thing; ratios are to `default` from the same invocation. One "
+            "run each: the default's spread across 3 seeds (the TRL comparison) is the noise.",
+            "", "| variant | change | " + " | ".join(f"time to {float(k):.0%}" for k in levels)
+            + " | best | at the end | optimizer steps | promoted | waited: training / sampling"
+            " / gate (s) | user p50 training / paused (s) | failed |",
+            "|---" * (len(levels) + 9) + "|",
+            *(row(name, v) for name, v in r["variants"].items())]
+
+
 def budget_table(evals: dict[str, dict], scaling: dict[str, float]) -> list[str]:
     """Full held-out accuracy (mean thinking tokens) per budget and version, and Scaling."""
     budgets = list(next(iter(evals.values())))
@@ -222,6 +249,8 @@ SUITES = [  # (title, result file under docs/, renderer, command, plots under do
     ("Learning efficiency vs TRL", "bench/trl.json", trl,
      "rlvr bench trl --seeds 3 --duration 600 --out docs/bench/trl.json",
      ["bench/trl.png"]),
+    ("The trainer's options, one at a time", "bench/options.json", options,
+     "rlvr bench options --duration 450 --grid 45 --out docs/bench/options.json", []),
     ("Online learning, latency and memory (the demo)", "bench/demo/demo.json", demo,
      "rlvr demo --out docs/bench/demo",
      ["bench/demo/learning_curve.png", "bench/demo/accuracy_vs_budget.png"]),
@@ -229,7 +258,7 @@ SUITES = [  # (title, result file under docs/, renderer, command, plots under do
 
 
 RENDERERS = {"serving": serving, "control": control, "swap": swap, "verifiers": verifiers,
-             "trl": trl}
+             "trl": trl, "options": options}
 
 
 def write_report(docs: Path = DOCS) -> Path:

@@ -34,10 +34,8 @@ import statistics
 import time
 from pathlib import Path
 
-import torch
-
 from rl_loop import tasks
-from rl_loop.checkpoints import BASE_VERSION, CheckpointStore
+from rl_loop.checkpoints import CheckpointStore
 from rl_loop.tiny_model import MODEL_DIR
 from runtime.verifiers.numeric import numeric_equal
 
@@ -99,6 +97,7 @@ def score(points: list[dict]) -> list[dict]:
 def run_trl(duration_s: float, grid_s: float, out_dir: Path, seed: int, threads: int = 2) -> dict:
     """Train with TRL for `duration_s` seconds of training time, saving the weights at the
     first step past every `grid_s` mark (off the clock); then score every snapshot."""
+    import torch
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
@@ -159,22 +158,27 @@ def served_at_marks(curve: list[dict], duration_s: float, grid_s: float) -> list
     return [p for p in curve if p["version"] in chosen]
 
 
-def run_online(duration_s: float, grid_s: float, out_dir: Path, seed: int) -> dict:
-    """`rlvr demo` with unlimited-thinking traffic and trainer seed `seed`; then score the
-    versions served at the grid's marks."""
+def run_online(duration_s: float, grid_s: float, out_dir: Path, seed: int,
+               train_args: str = "", lora_rank: int = 0, paused_s: float = 60.0) -> dict:
+    """`rlvr demo` with unlimited-thinking traffic, trainer seed `seed` and `train_args`
+    (LoRA adapters of `lora_rank`, merged for scoring); then score the versions served at
+    the grid's marks."""
     from clients.demo import DemoConfig, run_demo
+    from rl_loop.evaluate import full_weights
 
-    report = run_demo(DemoConfig(out_dir=out_dir, duration_s=duration_s, final_eval=False,
-                                 seed=seed, budgets=(None,), train_args=f"--seed {seed}"))
+    report = run_demo(DemoConfig(out_dir=out_dir, duration_s=duration_s, paused_s=paused_s,
+                                 final_eval=False, seed=seed, budgets=(None,),
+                                 train_args=f"--seed {seed} {train_args}".strip(),
+                                 lora_rank=lora_rank))
     store = CheckpointStore(Path(report["state_dir"]))
     points = [{"name": p["version"], "t_s": p["t_s"], "step": p["step"],
-               "path": MODEL_DIR if p["version"] == BASE_VERSION
-               else store.verified_path(p["version"])}
+               "path": full_weights(store, p["version"], MODEL_DIR, out_dir / "merged")}
               for p in served_at_marks(report["curve"], duration_s, grid_s)]
     phases = report["trainer_phases"]
     return {"seed": seed, "steps": phases.get("step", 0), "promoted": len(report["curve"]) - 1,
             "rejected": len(report["rejected"]), "latency": report["latency"],
-            "phase_seconds": phases.get("phase_seconds"), "curve": score(points)}
+            "phase_seconds": phases.get("phase_seconds"),
+            "busy_seconds": phases.get("busy_seconds"), "curve": score(points)}
 
 
 def spread(times: list[float | None]) -> dict:

@@ -11,9 +11,10 @@ import sys
 from pathlib import Path
 
 from clients import arguments
+from clients.bench_options import VARIANTS
 from rl_loop import trainer_config
 from rl_loop.traffic import BUDGETS
-from runtime.config import MODEL_DIR
+from runtime.config import LORA_RANKS, MODEL_DIR
 
 
 class CliError(Exception):
@@ -175,7 +176,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     cfg = DemoConfig(out_dir=args.out, duration_s=args.duration, paused_s=args.paused,
                      rate=args.rate, train_args=args.train_args, final_eval=args.final_eval,
-                     seed=args.seed, budgets=tuple(args.budgets))
+                     seed=args.seed, budgets=tuple(args.budgets), lora_rank=args.lora_rank)
     report = run_demo(cfg)
     from clients.bench_report import demo as render
 
@@ -275,8 +276,16 @@ def cmd_bench(args: argparse.Namespace) -> int:
         if importlib.util.find_spec("trl") is None:
             raise CliError("the TRL comparison needs the `bench` extra: "
                            ".venv/bin/pip install -e '.[cpu,bench]' (or `make bench`)")
-        report = bench_trl.run(args.seeds, args.duration, args.grid, args.work)
+        report = bench_trl.run(args.seeds, args.duration, args.grid,
+                               args.work or Path("build/bench-trl"))
         bench_trl.plot(report, (args.out or Path("trl.json")).with_suffix(".png"))
+    elif args.suite == "options":
+        from clients import bench_options
+        try:
+            report = bench_options.run(args.variants, args.duration, args.grid,
+                                       args.work or Path("build/bench-options"))
+        except ValueError as err:
+            raise CliError(str(err)) from None
     elif args.suite == "swap":
         from clients.bench_swap import run_swap_benchmark
         report = run_swap_benchmark(args.swaps, args.concurrency)
@@ -377,6 +386,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--budgets", type=arguments.budgets, default=list(BUDGETS),
                    help="the traffic's thinking budgets, comma separated ('unlimited' for none)")
+    p.add_argument("--lora-rank", type=int, default=0, choices=LORA_RANKS,
+                   help="train LoRA adapters of this rank and serve them (0: all weights)")
     p.set_defaults(func=cmd_demo)
 
     for name, text in (("status", "weight versions, gate results and trainer state"),
@@ -400,17 +411,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="serving: gRPC runtime vs raw vLLM AsyncLLM; control: "
                                       "thinking-budget Control vs vLLM's thinking_token_budget")
-    p.add_argument("suite", choices=["serving", "control", "swap", "verifiers", "trl", "report"],
+    p.add_argument("suite", choices=["serving", "control", "swap", "verifiers", "trl", "options",
+                                     "report"],
                    help="trl: learning efficiency vs TRL's GRPOTrainer, both sides, --seeds "
-                        "runs each (needs the `bench` extra); report: render docs/benchmarks.md "
-                        "from docs/bench/*.json")
+                        "runs each (needs the `bench` extra); options: the trainer's options "
+                        "one at a time against its defaults, one demo run each; report: render "
+                        "docs/benchmarks.md from docs/bench/*.json")
     p.add_argument("--duration", type=arguments.positive_float, default=600.0,
-                   help="trl: seconds of training a run (TRL) and of traffic (online)")
+                   help="trl, options: seconds of training a run (TRL) and of traffic (online)")
     p.add_argument("--seeds", type=arguments.positive_int, default=3, help="trl: runs a side")
     p.add_argument("--grid", type=arguments.positive_float, default=60.0,
-                   help="trl: seconds between the weights scored on the held-out set")
-    p.add_argument("--work", type=Path, default=Path("build/bench-trl"),
-                   help="trl: runs' folders and results (a finished run is reused)")
+                   help="trl, options: seconds between the weights scored on the held-out set")
+    p.add_argument("--work", type=Path, default=None,
+                   help="trl, options: runs' folders and results (a finished run is reused; "
+                        "default build/bench-<suite>)")
+    p.add_argument("--variants", type=arguments.names, default=list(VARIANTS),
+                   help=f"options: comma separated, of {', '.join(VARIANTS)} (default: all)")
     p.add_argument("--swaps", type=arguments.positive_int, default=5, help="swap: versions promoted")
     p.add_argument("--model", type=arguments.model_dir, default=MODEL_DIR)
     p.add_argument("--requests", type=arguments.non_negative_int, default=200)

@@ -53,6 +53,7 @@ class DemoConfig:
     final_eval: bool = True
     seed: int = 0
     budgets: tuple[int | None, ...] = BUDGETS  # the traffic's thinking budgets (None: unlimited)
+    lora_rank: int = 0  # > 0: the trainer trains LoRA adapters of this rank, the engine serves them
 
 
 def rss_by_role(server_pid: int) -> dict[str, float]:
@@ -202,11 +203,11 @@ def score_versions(state_dir: Path, points: list[dict]) -> dict[str, dict]:
     folders = {BASE_VERSION: MODEL_DIR}
     for p in points:
         manifest = store.manifest(p["version"]) if p["version"] != BASE_VERSION else {}
-        if manifest.get("pruned") or "adapter_base" in manifest:
-            log.warning("%s is not scored: %s", p["version"], "its weights were deleted"
-                        if manifest.get("pruned") else "an adapter (full weights only)")
+        if manifest.get("pruned"):
+            log.warning("%s is not scored: its weights were deleted", p["version"])
         elif p["version"] != BASE_VERSION:
-            folders[p["version"]] = store.verified_path(p["version"])
+            folders[p["version"]] = evaluate.full_weights(store, p["version"], MODEL_DIR,
+                                                          state_dir.parent / "merged")
     last = list(folders)[-1]
     budgets = {v: list(evaluate.BUDGETS_FOR_CARD) if v in (BASE_VERSION, last)
                else list(CURVE_BUDGETS) for v in folders}
@@ -256,9 +257,10 @@ def run_demo(cfg: DemoConfig) -> dict:
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the server on the way out
     token = secrets.token_urlsafe(16)
+    lora = {"max_lora_rank": cfg.lora_rank} if cfg.lora_rank else {}
+    train_args = f"{KEEP_EVERY_VERSION} --lora-rank {cfg.lora_rank} {cfg.train_args}".strip()
     server = ServerProcess(cfg.out_dir / f"run-{time.strftime('%Y%m%d-%H%M%S')}", train="on",
-                           train_args=f"{KEEP_EVERY_VERSION} {cfg.train_args}".strip(),
-                           admin_tokens=[token])
+                           train_args=train_args, admin_tokens=[token], **lora)
     console = Console(stderr=True)
     console.print(f"starting the server and its trainer (log: {server.log_path}) ...")
     try:

@@ -12,6 +12,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+from rl_loop.checkpoints import BASE_VERSION, CheckpointStore
 from rl_loop.tasks import Task
 from rl_loop.tiny_model import chat_prompt_ids
 from runtime.verifiers.numeric import numeric_equal
@@ -88,6 +89,31 @@ def score(tasks: list[Task], completions: list[Completion]) -> dict:
 def evaluate(model_dir: Path, tasks: list[Task], budgets: list[int | None]) -> dict:
     """Run the held-out tasks at each budget; returns {budget label: score table}."""
     return evaluate_versions({"model": model_dir}, tasks, {"model": budgets})["model"]
+
+
+def full_weights(store: CheckpointStore, version: str, base_dir: Path, out: Path) -> Path:
+    """The folder of `version`'s full weights, which vLLM's reload can score: its own folder,
+    or for a LoRA adapter version the weights it applies to with the adapter merged in
+    (written once to `out/<version>`; `base_dir` holds the base version's weights)."""
+    if version == BASE_VERSION:
+        return base_dir
+    manifest = store.manifest(version)
+    if "adapter_base" not in manifest:
+        return store.verified_path(version)
+    merged = out / version
+    if not (merged / "config.json").is_file():
+        from peft import PeftModel
+        from transformers import AutoModelForCausalLM
+
+        base = full_weights(store, manifest["adapter_base"], base_dir, out)
+        model = AutoModelForCausalLM.from_pretrained(base)
+        model = PeftModel.from_pretrained(model, store.verified_path(version)).merge_and_unload()
+        model.save_pretrained(merged, safe_serialization=True)
+        for extra in base.iterdir():  # tokenizer, chat template, plug-ins: the base's
+            if extra.is_file() and extra.suffix != ".safetensors" \
+                    and not (merged / extra.name).exists():
+                (merged / extra.name).write_bytes(extra.read_bytes())
+    return merged
 
 
 def evaluate_versions(folders: dict[str, Path], tasks: list[Task],

@@ -35,7 +35,7 @@ def test_report_renders_what_was_run_and_names_what_was_not(tmp_path):
     text = write_report(tmp_path).read_text()
     assert "| rlvr runtime | **1.000** | 0 | 0 |" in text
     assert "(no minimum) | 0.610 | 3 | 384 |" in text
-    assert text.count("Not run yet.") == 8
+    assert text.count("Not run yet.") == 9
     (tmp_path / "bench" / "fairness.json").write_text(json.dumps({
         "probes": 40, "target": "ratio <= 2", "runs": [
             {"scenario": "verifier", "verifier_workers_per_caller": 1, "unloaded_p99_s": 0.1,
@@ -169,3 +169,42 @@ def test_report_renders_the_trl_comparison_over_seeds(tmp_path):
            "2/2 reached) | not reached (200–200 s, 1/2 reached) | 40, 41 |" in text
     assert "86%: 2.778, 88%: 2.778, 90%: n/a (a median not reached)" in text
     assert "0.50 / 2.00 s, then 0.40 / 1.50 s (0 failed)" in text
+
+
+def test_options_bench_runs_the_default_first_reuses_runs_and_renders_ratios(tmp_path,
+                                                                            monkeypatch):
+    import json
+
+    from clients import bench_options
+    from clients.bench_report import write_report
+
+    latency = {"running": {"latency_p50_s": 0.6, "latency_p99_s": 2.0, "failed": 0},
+               "paused": {"latency_p50_s": 0.5, "latency_p99_s": 1.5, "failed": 1}}
+    curves = {"": [(0, 0.83), (200, 0.86), (400, 0.87)],
+              "--minibatches 2": [(0, 0.83), (100, 0.87), (300, 0.885)]}
+    started = []
+
+    def fake_online(duration_s, grid_s, out_dir, seed, train_args, lora_rank, paused_s):
+        started.append((out_dir.name, train_args, lora_rank))
+        return {"steps": 30, "promoted": 2, "rejected": 0, "latency": latency,
+                "phase_seconds": {"training": 100.0, "sampling": 80.0, "gate": 40.0},
+                "curve": [{"t_s": t, "step": 0, "accuracy": a} for t, a in curves[train_args]]}
+
+    monkeypatch.setattr(bench_options, "run_online", fake_online)
+    with pytest.raises(ValueError, match="unknown variant.*nope"):
+        bench_options.run(["nope"], 450.0, 45.0, tmp_path)
+    result = bench_options.run(["minibatches-2"], 450.0, 45.0, tmp_path)
+    assert started == [("default", "", 0), ("minibatches-2", "--minibatches 2", 0)]
+    mb = result["variants"]["minibatches-2"]
+    assert mb["time_to_s"] == {"0.86": 100, "0.88": 300, "0.9": None}
+    assert mb["time_ratio_to_default"] == {"0.86": 0.5, "0.88": None, "0.9": None}
+    assert (mb["best"], mb["end"], mb["failed"]) == (0.885, 0.885, 1)
+    assert result["start"] == 0.83
+    bench_options.run(["minibatches-2"], 450.0, 45.0, tmp_path)  # both reused from disk
+    assert len(started) == 2
+    (tmp_path / "bench").mkdir()
+    (tmp_path / "bench" / "options.json").write_text(json.dumps(result))
+    text = write_report(tmp_path).read_text()
+    assert "| minibatches-2 | 2 optimizer steps per batch (the clip binds) | 100 s (x0.5) | " \
+           "300 s | not reached | 0.885 | 0.885 | 30 | 2 (0 rejected) | 100 / 80 / 40 | " \
+           "0.60 / 0.50 | 1 |" in text

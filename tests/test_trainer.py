@@ -84,6 +84,16 @@ def test_adapter_versions_publish_the_adapter_and_resume_from_it(tmp_path):
     assert (folder / "adapter_config.json").is_file() and not (folder / "model.safetensors").exists()
     assert store.manifest("v1")["adapter_base"] == "v0"
     assert store.manifest("v1")["weights"] == ["adapter_model.safetensors"]
+    # what the benchmarks score: the adapter merged into its base, a folder vLLM can load
+    from transformers import AutoModelForCausalLM
+
+    from rl_loop.evaluate import full_weights
+    scored = full_weights(store, "v1", MODEL_DIR, tmp_path / "merged")
+    assert full_weights(store, "v0", MODEL_DIR, tmp_path / "merged") == MODEL_DIR
+    assert (scored / "tokenizer.json").is_file() and (scored / "chat_template.jinja").is_file()
+    reloaded = AutoModelForCausalLM.from_pretrained(scored).state_dict()
+    for name, value in merged.state_dict().items():
+        assert torch.allclose(reloaded[name], value, atol=1e-6), name
     trainer.policy.accept(candidate, "v1")
     store.record_promotion("v1")
     trainer.train_step(groups_for(trainer))  # training goes on from the promoted adapter
