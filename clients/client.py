@@ -1,4 +1,6 @@
-"""Python client for rlvr.v1.Reasoning, sync (`Client`) and asyncio (`AsyncClient`).
+"""Python client for rlvr.v1.Reasoning, sync (`Client`) and asyncio (`AsyncClient`), one
+implementation: every unary RPC is written once (`_Rpcs`) and each class only says how a call
+runs (blocking, or awaited), and how a stream is read.
 
     with Client("localhost:50051") as client:
         result = client.ask("What is 12+30?", budget=16)
@@ -186,12 +188,15 @@ def _metadata(token: str | None) -> tuple:
     return (("authorization", f"Bearer {token}"),) if token else ()
 
 
-class Client:
-    """Blocking client."""
+class _Rpcs:
+    """Every unary RPC, once: its stub method and request. How a call runs is the subclass's
+    `_call`: `Client` blocks and returns the response, `AsyncClient` returns an awaitable."""
+
+    aio = False  # grpc.aio channel (AsyncClient) or a blocking one
 
     def __init__(self, target: str = "localhost:50051", *, token: str | None = None,
                  tls: bool = False, root_cert: bytes | None = None):
-        self.channel = _channel(target, tls, root_cert, aio=False)
+        self.channel = _channel(target, tls, root_cert, aio=self.aio)
         self.stub = pb_grpc.ReasoningStub(self.channel)
         self.admin = apb_grpc.AdminStub(self.channel)
         self.metadata = _metadata(token)
@@ -216,13 +221,38 @@ class Client:
             name=name, base_version=base_version, retire=list(retire)))
 
     def training_status(self) -> apb.TrainingStatus:
+        """Admin: the trainer's state, last step and gate results."""
         return self._call(self.admin.GetTrainingStatus, apb.TrainingControlRequest())
 
     def pause_training(self) -> apb.TrainingStatus:
+        """Admin: the trainer stops after its current step (serving goes on)."""
         return self._call(self.admin.PauseTraining, apb.TrainingControlRequest())
 
     def resume_training(self) -> apb.TrainingStatus:
+        """Admin: the trainer goes on."""
         return self._call(self.admin.ResumeTraining, apb.TrainingControlRequest())
+
+    def abort(self, *request_ids: str) -> list[str]:
+        """Abort requests in flight; returns the ids that were still running."""
+        return self._call(self.stub.Abort, pb.AbortRequest(request_ids=request_ids),
+                          then=lambda response: list(response.aborted))
+
+    def feedback(self, request_id: str, *, index: int = 0, reward: float | None = None,
+                 verify: str | None = None, replace: bool = False) -> pb.FeedbackResponse:
+        """Delayed reward for a served request: a reward in [0, 1] or KIND:REFERENCE."""
+        return self._call(self.stub.SubmitFeedback,
+                          feedback_request(request_id, index, reward, verify, replace))
+
+    def model_info(self) -> pb.ModelInfo:
+        """The served model, its version, limits and verifier kinds."""
+        return self._call(self.stub.GetModelInfo, pb.GetModelInfoRequest())
+
+    def _call(self, method, request, then=None):
+        raise NotImplementedError
+
+
+class Client(_Rpcs):
+    """Blocking client."""
 
     def stream(self, prompt, *, timeout: float | None = None, **options) -> Iterator[pb.GenerateEvent]:
         call = self.stub.Generate(build_request(prompt, **options), timeout=timeout,
@@ -240,23 +270,12 @@ class Client:
     def ask(self, prompt, *, timeout: float | None = None, **options) -> AskResult:
         return self.ask_n(prompt, timeout=timeout, **options)[0]
 
-    def abort(self, *request_ids: str) -> list[str]:
-        return list(self._call(self.stub.Abort, pb.AbortRequest(request_ids=request_ids)).aborted)
-
-    def feedback(self, request_id: str, *, index: int = 0, reward: float | None = None,
-                 verify: str | None = None, replace: bool = False) -> pb.FeedbackResponse:
-        """Delayed reward for a served request: a reward in [0, 1] or KIND:REFERENCE."""
-        return self._call(self.stub.SubmitFeedback,
-                          feedback_request(request_id, index, reward, verify, replace))
-
-    def model_info(self) -> pb.ModelInfo:
-        return self._call(self.stub.GetModelInfo, pb.GetModelInfoRequest())
-
-    def _call(self, method, request):
+    def _call(self, method, request, then=None):
         try:
-            return method(request, metadata=self.metadata)
+            response = method(request, metadata=self.metadata)
         except grpc.RpcError as err:
             raise RlvrError(err.code(), err.details()) from None
+        return then(response) if then else response
 
     def close(self) -> None:
         self.channel.close()
@@ -268,43 +287,11 @@ class Client:
         self.close()
 
 
-class AsyncClient:
-    """asyncio client; use inside a running event loop."""
+class AsyncClient(_Rpcs):
+    """asyncio client; use inside a running event loop. Every RPC method of `Client` is here
+    too, returning an awaitable."""
 
-    def __init__(self, target: str = "localhost:50051", *, token: str | None = None,
-                 tls: bool = False, root_cert: bytes | None = None):
-        self.channel = _channel(target, tls, root_cert, aio=True)
-        self.stub = pb_grpc.ReasoningStub(self.channel)
-        self.admin = apb_grpc.AdminStub(self.channel)
-        self.metadata = _metadata(token)
-
-    async def list_versions(self) -> apb.ListVersionsResponse:
-        return await self._call(self.admin.ListVersions, apb.ListVersionsRequest())
-
-    async def training_status(self) -> apb.TrainingStatus:
-        return await self._call(self.admin.GetTrainingStatus, apb.TrainingControlRequest())
-
-    async def promote(self, version: str) -> apb.SwapResponse:
-        return await self._call(self.admin.Promote, apb.PromoteRequest(version=version))
-
-    async def rollback(self) -> apb.SwapResponse:
-        return await self._call(self.admin.Rollback, apb.RollbackRequest())
-
-    async def stage_adapter(self, name: str, base_version: str,
-                            retire: Iterable[str] = ()) -> apb.StageAdapterResponse:
-        return await self._call(self.admin.StageAdapter, apb.StageAdapterRequest(
-            name=name, base_version=base_version, retire=list(retire)))
-
-    async def feedback(self, request_id: str, *, index: int = 0, reward: float | None = None,
-                       verify: str | None = None, replace: bool = False) -> pb.FeedbackResponse:
-        return await self._call(self.stub.SubmitFeedback,
-                                feedback_request(request_id, index, reward, verify, replace))
-
-    async def pause_training(self) -> apb.TrainingStatus:
-        return await self._call(self.admin.PauseTraining, apb.TrainingControlRequest())
-
-    async def resume_training(self) -> apb.TrainingStatus:
-        return await self._call(self.admin.ResumeTraining, apb.TrainingControlRequest())
+    aio = True
 
     async def stream(self, prompt, *, timeout: float | None = None,
                      **options) -> AsyncIterator[pb.GenerateEvent]:
@@ -324,18 +311,12 @@ class AsyncClient:
     async def ask(self, prompt, *, timeout: float | None = None, **options) -> AskResult:
         return (await self.ask_n(prompt, timeout=timeout, **options))[0]
 
-    async def abort(self, *request_ids: str) -> list[str]:
-        response = await self._call(self.stub.Abort, pb.AbortRequest(request_ids=request_ids))
-        return list(response.aborted)
-
-    async def model_info(self) -> pb.ModelInfo:
-        return await self._call(self.stub.GetModelInfo, pb.GetModelInfoRequest())
-
-    async def _call(self, method, request):
+    async def _call(self, method, request, then=None):
         try:
-            return await method(request, metadata=self.metadata)
+            response = await method(request, metadata=self.metadata)
         except grpc.RpcError as err:
             raise RlvrError(err.code(), err.details()) from None
+        return then(response) if then else response
 
     async def close(self) -> None:
         await self.channel.close()

@@ -74,6 +74,23 @@ def test_ci_runs_exactly_the_readme_test_command():
     assert "make test" in readme and ci.strip().endswith("make test")
 
 
+def test_readme_layout_names_every_module_and_only_modules_that_exist():
+    layout = readme_layout()
+    for package in ("runtime", "rl_loop", "clients"):
+        section = re.search(rf"^- `{package}/` — (.*?)(?=^- `)", layout, re.M | re.S).group(1)
+        named = set(re.findall(r"`([a-z_0-9]+\.py)`", section))
+        present = {p.name for p in (REPO / package).glob("*.py") if p.name != "__init__.py"}
+        assert named == present, (package, "missing from the README:", present - named,
+                                  "named but absent:", named - present)
+        for folder in re.findall(r"`([a-z_0-9]+)/`", section):
+            assert (REPO / package / folder / "__init__.py").is_file(), folder
+
+
+def readme_layout() -> str:
+    text = (REPO / "README.md").read_text()
+    return text[text.index("\n## Layout\n"):]
+
+
 def test_config_layers_and_errors(tmp_path):
     path = tmp_path / "c.toml"
     path.write_text('port = 6000\napi_tokens = ["a", "b"]\ndefault_budget = 32\n')
