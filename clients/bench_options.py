@@ -8,8 +8,12 @@ adapter versions merged first). A variant is the shipped settings with one thing
 `default` runs first in the same invocation and is the baseline of every ratio. A finished
 run is kept under `--work` and reused, so an interrupted comparison resumes.
 
-One run per variant: the default's own spread across seeds (`docs/bench/trl.json`, 3 seeds:
-time to 86% from 334 to 378 s) is the noise a single run's difference must clear.
+`trl` is TRL's `GRPOTrainer` with the TRL comparison's settings (`clients/bench_trl.py`:
+offline, both cores to itself), run on the same machine for reference: the trainer's speed
+differs between machines, so the only fair ratio to TRL is one from the same invocation.
+
+One run per variant: the default's own spread across seeds (`docs/bench/trl.json`, 3 seeds)
+is the noise a single run's difference must clear.
 
     rlvr bench options --duration 450 --grid 45 --out docs/bench/options.json
 """
@@ -21,7 +25,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from clients.bench_trl import LEVELS, MEASURED_ON, run_online, time_to
+from clients.bench_trl import LEVELS, MEASURED_ON, run_online, run_trl, time_to
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +54,8 @@ VARIANTS = {
     "publish-5": Variant("a candidate every 5 steps (default 10)", "--publish-every 5"),
     "pipeline": Variant("sampling and gate overlap training", "--pipeline"),
 }
+TRL = "trl"  # the reference: TRL's GRPOTrainer, offline, on the same machine
+REFERENCE = Variant("TRL GRPOTrainer, offline with both cores (not a trainer option)")
 
 
 def summary(run: dict, duration_s: float, baseline: dict | None) -> dict:
@@ -59,14 +65,15 @@ def summary(run: dict, duration_s: float, baseline: dict | None) -> dict:
     ratios = {level: (round(t / baseline["time_to_s"][level], 2)
                       if baseline and t is not None and baseline["time_to_s"][level] else None)
               for level, t in times.items()}
-    latency = run["latency"]
+    latency = run.get("latency")
     return {"steps": run["steps"], "steps_per_min": round(60 * run["steps"] / duration_s, 2),
-            "promoted": run["promoted"], "rejected": run["rejected"], "time_to_s": times,
+            "promoted": run.get("promoted"), "rejected": run.get("rejected"), "time_to_s": times,
             "time_ratio_to_default": ratios, "best": max(p["accuracy"] for p in curve),
             "end": curve[-1]["accuracy"],
             "user_p50_s": {"training": latency["running"]["latency_p50_s"],
-                           "paused": latency["paused"]["latency_p50_s"]},
-            "failed": latency["running"]["failed"] + latency["paused"]["failed"],
+                           "paused": latency["paused"]["latency_p50_s"]} if latency else None,
+            "failed": latency["running"]["failed"] + latency["paused"]["failed"]
+            if latency else None,
             "phase_seconds": run.get("phase_seconds"), "busy_seconds": run.get("busy_seconds")}
 
 
@@ -74,16 +81,17 @@ def run(names: list[str], duration_s: float, grid_s: float, work: Path, seed: in
         paused_s: float = 30.0) -> dict:
     """`default` and then each named variant, one demo run each (reused when already under
     `work`); the comparison table's data."""
-    unknown = sorted(set(names) - set(VARIANTS))
+    unknown = sorted(set(names) - set(VARIANTS) - {TRL})
     if unknown:
         raise ValueError(f"unknown variant(s) {', '.join(unknown)}; known: "
-                         f"{', '.join(VARIANTS)}")
+                         f"{', '.join(VARIANTS)}, {TRL}")
     runs, table = {}, {}
     for name in ["default"] + [n for n in names if n != "default"]:
-        variant, path = VARIANTS[name], work / f"{name}.json"
+        variant, path = VARIANTS.get(name, REFERENCE), work / f"{name}.json"
         if not path.is_file():
-            result = run_online(duration_s, grid_s, work / name, seed, variant.train_args,
-                                variant.lora_rank, paused_s)
+            result = run_trl(duration_s, grid_s, work / name, seed) if name == TRL else \
+                run_online(duration_s, grid_s, work / name, seed, variant.train_args,
+                           variant.lora_rank, paused_s)
             path.write_text(json.dumps(result, indent=2, default=str))
         runs[name] = json.loads(path.read_text())
         table[name] = {"change": variant.change, "flags": variant.train_args

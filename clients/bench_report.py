@@ -164,9 +164,12 @@ def options(r: dict) -> list[str]:
                                           else "")
                            for t, q in zip(v["time_to_s"].values(),
                                            v["time_ratio_to_default"].values()))
+        head = f"| {name} | {v['change']} | {times} | {v['best']:.3f} | {v['end']:.3f} | " \
+            f"{v['steps']} | "
+        if v["user_p50_s"] is None:  # the offline reference: no serving, no gate
+            return head + "- | - | - | - |"
         waits = v["phase_seconds"] or {}
-        return (f"| {name} | {v['change']} | {times} | {v['best']:.3f} | {v['end']:.3f} | "
-                f"{v['steps']} | {v['promoted']} ({v['rejected']} rejected) | "
+        return (head + f"{v['promoted']} ({v['rejected']} rejected) | "
                 f"{waits.get('training', 0):.0f} / {waits.get('sampling', 0):.0f} / "
                 f"{waits.get('gate', 0):.0f} | {v['user_p50_s']['training']:.2f} / "
                 f"{v['user_p50_s']['paused']:.2f} | {v['failed']} |")

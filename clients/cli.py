@@ -426,7 +426,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="trl, options: runs' folders and results (a finished run is reused; "
                         "default build/bench-<suite>)")
     p.add_argument("--variants", type=arguments.names, default=list(VARIANTS),
-                   help=f"options: comma separated, of {', '.join(VARIANTS)} (default: all)")
+                   help=f"options: comma separated, of {', '.join(VARIANTS)}, trl (TRL on the "
+                        "same machine, for reference; needs the `bench` extra) (default: all "
+                        "but trl)")
     p.add_argument("--swaps", type=arguments.positive_int, default=5, help="swap: versions promoted")
     p.add_argument("--model", type=arguments.model_dir, default=MODEL_DIR)
     p.add_argument("--requests", type=arguments.non_negative_int, default=200)

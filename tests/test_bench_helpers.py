@@ -208,3 +208,29 @@ def test_options_bench_runs_the_default_first_reuses_runs_and_renders_ratios(tmp
     assert "| minibatches-2 | 2 optimizer steps per batch (the clip binds) | 100 s (x0.5) | " \
            "300 s | not reached | 0.885 | 0.885 | 30 | 2 (0 rejected) | 100 / 80 / 40 | " \
            "0.60 / 0.50 | 1 |" in text
+
+
+def test_options_bench_runs_trl_as_a_reference_on_the_same_machine(tmp_path, monkeypatch):
+    import json
+
+    from clients import bench_options
+    from clients.bench_report import write_report
+
+    latency = {"running": {"latency_p50_s": 0.6, "failed": 0},
+               "paused": {"latency_p50_s": 0.5, "failed": 0}}
+
+    def curve(*points):
+        return [{"t_s": t, "step": 0, "accuracy": a} for t, a in points]
+    monkeypatch.setattr(bench_options, "run_online", lambda *a: {
+        "steps": 30, "promoted": 2, "rejected": 0, "latency": latency, "phase_seconds": {},
+        "curve": curve((0, 0.83), (300, 0.87))})
+    monkeypatch.setattr(bench_options, "run_trl", lambda duration, grid, out, seed: {
+        "steps": 80, "curve": curve((0, 0.83), (100, 0.86), (200, 0.88))})
+    result = bench_options.run(["trl"], 450.0, 45.0, tmp_path)
+    assert result["variants"]["trl"]["time_ratio_to_default"] == \
+        {"0.86": 0.33, "0.88": None, "0.9": None}
+    (tmp_path / "bench").mkdir()
+    (tmp_path / "bench" / "options.json").write_text(json.dumps(result))
+    text = write_report(tmp_path).read_text()
+    assert "| trl | TRL GRPOTrainer, offline with both cores (not a trainer option) | " \
+           "100 s (x0.33) | 200 s | not reached | 0.880 | 0.880 | 80 | - | - | - | - |" in text
