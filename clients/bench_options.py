@@ -53,6 +53,9 @@ VARIANTS = {
                     lora_rank=16),
     "publish-5": Variant("a candidate every 5 steps (default 10)", "--publish-every 5"),
     "pipeline": Variant("sampling and gate overlap training", "--pipeline"),
+    "combined": Variant("the three that helped most alone: 2 optimizer steps per batch, "
+                        "a candidate every 5 steps, temperature 1.0",
+                        "--minibatches 2 --publish-every 5 --temperature 1.0"),
 }
 TRL = "trl"  # the reference: TRL's GRPOTrainer, offline, on the same machine
 REFERENCE = Variant("TRL GRPOTrainer, offline with both cores (not a trainer option)")
