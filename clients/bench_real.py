@@ -19,7 +19,7 @@ from pathlib import Path
 
 from clients.client import Client
 from clients.launch import ServerProcess
-from rl_loop.checkpoints import CheckpointStore
+from rlvr.store.checkpoints import CheckpointStore
 
 PAIRS = [(a, b) for a in range(1, 10) for b in range(1, 10)]
 BUDGETS = (0, 32)
@@ -56,8 +56,8 @@ def run(duration: float, out: Path | None) -> dict:
         while time.monotonic() - start < duration:
             accuracy(server.target, "traffic")  # the traffic the trainer learns from
         report["final"] = accuracy(server.target, "traffic")
-        report["versions"] = [{k: m[k] for k in ("version", "parent", "step", "status",
-                                                   "reason")} | {"gate": m["metrics"]}
+        report["versions"] = [{k: getattr(m, k) for k in ("version", "parent", "step", "status",
+                                                           "reason")} | {"gate": m.metrics}
                               for m in CheckpointStore(server.state_dir).versions()]
     finally:
         server.stop()

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from clients.client import AsyncClient, RlvrError
-from rl_loop.checkpoints import CheckpointStore
+from rlvr.store.checkpoints import CheckpointStore
 from rl_loop.tasks import load_heldout
 from rl_loop.tiny_model import MODEL_DIR
 from rl_loop.traffic import percentile

@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 
 from rl_loop import tasks
-from rl_loop.checkpoints import CheckpointStore
+from rlvr.store.checkpoints import CheckpointStore
 from rl_loop.tiny_model import MODEL_DIR
 from runtime.verifiers.numeric import numeric_equal
 

@@ -31,7 +31,9 @@ from rich.table import Table
 
 from clients.client import AsyncClient
 from clients.launch import ServerProcess
-from rl_loop.checkpoints import BASE_VERSION, CheckpointStore
+from rlvr.store.checkpoints import BASE_VERSION, CheckpointStore
+from rlvr.store.layout import StateDir
+from rlvr.store.training import TrainerStatus
 from rl_loop.evaluate import budget_label
 from rl_loop.traffic import BUDGETS, Traffic, summarize
 
@@ -79,16 +81,15 @@ def rss_by_role(server_pid: int) -> dict[str, float]:
 
 def curve(state_dir: Path, started_at: float) -> list[dict]:
     """The base and every promoted version: seconds since start, step, accuracy by budget."""
-    status_path = state_dir / "trainer_status.json"
-    status = json.loads(status_path.read_text()) if status_path.is_file() else {}
+    status = TrainerStatus.read(StateDir(state_dir)) or TrainerStatus()
     points = []
-    if BASE_VERSION in status.get("accuracy", {}):
+    if BASE_VERSION in status.accuracy:
         points.append({"version": BASE_VERSION, "t_s": 0.0, "step": 0,
-                       "accuracy": status["accuracy"][BASE_VERSION]})
+                       "accuracy": status.accuracy[BASE_VERSION]})
     for m in CheckpointStore(state_dir).versions():
-        if m.get("promoted_at"):
-            points.append({"version": m["version"], "t_s": round(m["promoted_at"] - started_at, 1),
-                           "step": m["step"], "accuracy": m["metrics"].get("accuracy_by_budget", {})})
+        if m.promoted_at:
+            points.append({"version": m.version, "t_s": round(m.promoted_at - started_at, 1),
+                           "step": m.step, "accuracy": m.metrics.get("accuracy_by_budget", {})})
     return sorted(points, key=lambda p: p["t_s"])
 
 
@@ -161,11 +162,8 @@ async def _phase(cfg: DemoConfig, name: str, seconds: float, traffic: Traffic,
         await asyncio.sleep(1.0)
         for role, mib in rss_by_role(server.proc.pid).items():
             peak_rss[role] = max(peak_rss.get(role, 0.0), round(mib, 1))
-        status_path = state_dir / "trainer_status.json"
-        try:
-            status = json.loads(status_path.read_text()) if status_path.is_file() else {}
-        except ValueError:  # replaced while being read
-            status = {}
+        report = TrainerStatus.read(StateDir(state_dir))
+        status = report.to_json() if report else {}
         points = curve(state_dir, started_at)
         elapsed = time.monotonic() - begin
         if live is not None:
@@ -183,12 +181,10 @@ def trainer_phases(state_dir: Path) -> dict:
     """Where the trainer's time went over the run (its last status): what the loop waited for
     by phase, how long sampling, gate and publish took wherever they ran, and how far behind
     the trained rows were (promotions and optimizer steps)."""
-    try:
-        status = json.loads((state_dir / "trainer_status.json").read_text())
-    except (OSError, ValueError):
-        return {}
-    return {k: status[k] for k in ("phase_seconds", "phase_share", "busy_seconds",
-                                   "lag_versions", "lag_steps", "step") if k in status}
+    status = TrainerStatus.read(StateDir(state_dir))
+    return {k: getattr(status, k) for k in ("phase_seconds", "phase_share", "busy_seconds",
+                                            "lag_versions", "lag_steps", "step")} \
+        if status else {}
 
 
 def score_versions(state_dir: Path, points: list[dict]) -> dict[str, dict]:
@@ -202,10 +198,11 @@ def score_versions(state_dir: Path, points: list[dict]) -> dict[str, dict]:
     store = CheckpointStore(state_dir)
     folders = {BASE_VERSION: MODEL_DIR}
     for p in points:
-        manifest = store.manifest(p["version"]) if p["version"] != BASE_VERSION else {}
-        if manifest.get("pruned"):
+        if p["version"] == BASE_VERSION:
+            continue
+        if store.manifest(p["version"]).pruned:
             log.warning("%s is not scored: its weights were deleted", p["version"])
-        elif p["version"] != BASE_VERSION:
+        else:
             folders[p["version"]] = evaluate.full_weights(store, p["version"], MODEL_DIR,
                                                           state_dir.parent / "merged")
     last = list(folders)[-1]
@@ -295,9 +292,9 @@ def run_demo(cfg: DemoConfig) -> dict:
               "time_to_accuracy_s": {str(t): time_to(points, t, measure=measure)
                                      for t in TARGETS},
               "time_to_gate_sample_accuracy_s": {str(t): time_to(points, t) for t in TARGETS},
-              "rejected": [{"version": m["version"], "reason": m["reason"]}
+              "rejected": [{"version": m.version, "reason": m.reason}
                            for m in CheckpointStore(server.state_dir).versions()
-                           if m["status"] == "rejected"],
+                           if m.status == "rejected"],
               "latency": {"running": summarize(training), "paused": summarize(paused)},
               "peak_rss_mib": peak_rss, "trainer_phases": trainer_phases(server.state_dir)}
     if final:

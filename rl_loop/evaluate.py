@@ -12,7 +12,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from rl_loop.checkpoints import BASE_VERSION, CheckpointStore
+from rlvr.store.checkpoints import BASE_VERSION, CheckpointStore
 from rl_loop.tasks import Task
 from rl_loop.tiny_model import chat_prompt_ids
 from runtime.verifiers.numeric import numeric_equal
@@ -97,15 +97,15 @@ def full_weights(store: CheckpointStore, version: str, base_dir: Path, out: Path
     (written once to `out/<version>`; `base_dir` holds the base version's weights)."""
     if version == BASE_VERSION:
         return base_dir
-    manifest = store.manifest(version)
-    if "adapter_base" not in manifest:
+    adapter_base = store.manifest(version).adapter_base
+    if not adapter_base:
         return store.verified_path(version)
     merged = out / version
     if not (merged / "config.json").is_file():
         from peft import PeftModel
         from transformers import AutoModelForCausalLM
 
-        base = full_weights(store, manifest["adapter_base"], base_dir, out)
+        base = full_weights(store, adapter_base, base_dir, out)
         model = AutoModelForCausalLM.from_pretrained(base)
         model = PeftModel.from_pretrained(model, store.verified_path(version)).merge_and_unload()
         model.save_pretrained(merged, safe_serialization=True)

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import torch
 
-from rl_loop.checkpoints import BASE_VERSION, CheckpointStore
+from rlvr.store.checkpoints import BASE_VERSION, CheckpointStore
 
 SHARD_SIZE = "2GB"
 
@@ -73,12 +73,13 @@ class Policy:
             folder = base_model if v == BASE_VERSION else checkpoints.verified_path(v)
             return AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).to(
                 device).eval()
-        manifest = checkpoints.manifest(version) if version != BASE_VERSION else {}
+        adapter_base = checkpoints.manifest(version).adapter_base \
+            if version != BASE_VERSION else None
         self.served_version = version
-        self.base_version = manifest.get("adapter_base", version)
+        self.base_version = adapter_base or version
         self.base = load(self.base_version)
         self.adapter: dict | None = None  # the served adapter's weights (adapters mode)
-        self.publish_adapters = "adapter_base" in manifest
+        self.publish_adapters = adapter_base is not None
         if self.publish_adapters:
             from peft import PeftModel, get_peft_model_state_dict
 

@@ -17,7 +17,7 @@ import shutil
 from pathlib import Path
 
 from clients.client import AsyncClient, RlvrError
-from rl_loop.checkpoints import STAGED_DIR
+from rlvr.store.layout import StateDir
 from rl_loop.policy import Policy
 
 log = logging.getLogger(__name__)
@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 class Stager:
     def __init__(self, state_dir: Path):
-        self.dir = state_dir / STAGED_DIR
+        self.dir = StateDir(state_dir).staged
         self.current = ""  # what the next shadow groups sample from ("": the served version)
         self.served_with: dict[str, str] = {}  # staged adapter -> the version served when staged
         self.gating = ""  # a candidate staged to gate it through the engine

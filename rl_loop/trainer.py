@@ -33,7 +33,6 @@ these pieces is `loop.py`'s.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import random
@@ -47,7 +46,6 @@ import torch
 
 from clients.client import AsyncClient, RlvrError
 from rl_loop import gate
-from rl_loop.checkpoints import BASE_VERSION, CheckpointStore
 from rl_loop.grpo import group_advantages
 from rl_loop.loop import Loop
 from rl_loop.phases import PhaseClock
@@ -58,8 +56,11 @@ from rl_loop.staging import Stager
 from rl_loop.trainer_config import TrainerConfig
 from rl_loop.update import GRPOUpdate
 from runtime import plugins
+from rlvr.store.checkpoints import BASE_VERSION, CheckpointStore
+from rlvr.store.layout import StateDir
+from rlvr.store.traces import TraceReader
+from rlvr.store.training import TrainerState, TrainerStatus, TrainingControl
 from runtime.chat_format import ChatFormat
-from runtime.traces import TraceReader
 
 __all__ = ["Sample", "Trainer", "TrainerConfig", "samples_from_events"]
 
@@ -105,9 +106,9 @@ class Trainer:
                                  cfg.micro_batch, cfg.logit_chunk, self.rng)
         self.clock = PhaseClock()  # the loop's critical path: what each step waited for
         self.busy = PhaseClock()   # how long sampling, gate and publish took, wherever they ran
-        self.state_path = cfg.state_dir / "trainer_state.json"
-        state = json.loads(self.state_path.read_text()) if self.state_path.is_file() else {}
-        self.cursor, self.step = state.get("cursor", 0), state.get("step", 0)
+        self.files = StateDir(cfg.state_dir)
+        resume = TrainerState.read(self.files)
+        self.cursor, self.step = resume.cursor, resume.step
         self.fork_step = {self.version: self.step}  # version -> step the policy equalled it
         self.lags = {"lag_versions": Counter(), "lag_steps": Counter()}
         self.stager = Stager(cfg.state_dir)  # adapters staged for shadow requests
@@ -137,8 +138,7 @@ class Trainer:
                       behaviours=behaviours)
 
     def paused(self) -> bool:
-        control = self.cfg.state_dir / "training_control.json"
-        return control.is_file() and json.loads(control.read_text()).get("paused", False)
+        return TrainingControl.read(self.files).paused
 
     # ---------------------------------------------------------------- traces: pool & validation
     def _add(self, trace) -> None:
@@ -161,8 +161,8 @@ class Trainer:
 
     def refill_pool(self) -> None:
         """After a restart: the prompts read before the cursor, so none is skipped."""
-        if self.cursor and (self.cfg.state_dir / "traces.sqlite").is_file():
-            reader = TraceReader(self.cfg.state_dir / "traces.sqlite")
+        if self.cursor and self.files.traces.is_file():
+            reader = TraceReader(self.files.traces)
             try:
                 for trace in reader.read_recent(self.cursor, self.cfg.pool_size):
                     self._add(trace)
@@ -170,7 +170,7 @@ class Trainer:
                 reader.close()
 
     def read_traces(self) -> None:
-        reader = TraceReader(self.cfg.state_dir / "traces.sqlite")
+        reader = TraceReader(self.files.traces)
         try:
             for trace in reader.read(self.cursor, limit=1000):
                 self.cursor = trace.id
@@ -319,8 +319,8 @@ class Trainer:
             self.stats["gate"] = (f"no promotion: too few validation items ({decisive} < "
                                   f"{self.cfg.min_validation}); waiting for more traffic")
             return None
-        numbers = [int(m["version"][1:]) for m in self.checkpoints.versions()
-                   if m["version"][1:].isdigit()]
+        numbers = [int(m.version[1:]) for m in self.checkpoints.versions()
+                   if m.version[1:].isdigit()]
         return gate.GateJob(f"v{max(numbers + [0]) + 1}", self.version, self.policy.served,
                        self.policy.snapshot(self.step), items)
 
@@ -384,11 +384,11 @@ class Trainer:
         decision = job.decision
         if decision.promote and (await client.model_info()).weight_version != job.parent:
             decision.promote, decision.reason = False, "the served version changed meanwhile"
-        self.checkpoints.set_status(job.version, "candidate", gate=decision.reason)
+        self.checkpoints.record_verdict(job.version, "candidate", gate=decision.reason)
         self.stats["gate"] = decision.reason
         if not decision.promote:
             reason = f"gate: {decision.reason}"
-            self.checkpoints.set_status(job.version, "rejected", reason)
+            self.checkpoints.record_verdict(job.version, "rejected", reason)
             self.stats["rejected"] += 1
             if self.version == job.parent:  # drop the rejected drift: back to the served weights
                 self.policy.fresh()
@@ -430,19 +430,18 @@ class Trainer:
     def save_state(self, report: dict) -> None:
         """Cursor, step and a status report; a full disk only costs the report (the cursor
         then stays behind, so a restart re-reads traces rather than skip any)."""
-        status = {"state": "running", "pid": os.getpid(), "step": self.step, "version": self.version,
-                  "cursor": self.cursor, "accuracy": self.accuracy, **self.stats, **report,
-                  "validation_items": len(self.gate_items()), **self.clock.report(),
-                  "busy_seconds": self.busy.report()["phase_seconds"],
-                  **{name: {str(k): n for k, n in sorted(c.items())}
-                     for name, c in self.lags.items()},
-                  "config": {k: v if isinstance(v, dict) else str(v)
-                             for k, v in asdict(self.cfg).items() if k != "token"}}
-        tmp = self.cfg.state_dir / "trainer_status.json.tmp"
+        lags = {name: {str(k): n for k, n in sorted(c.items())} for name, c in self.lags.items()}
+        counters = {**self.stats, **report}
+        status = TrainerStatus(
+            state=counters.pop("state", "running"), pid=os.getpid(), step=self.step, version=self.version, cursor=self.cursor,
+            accuracy=self.accuracy, validation_items=len(self.gate_items()),
+            **self.clock.report(), busy_seconds=self.busy.report()["phase_seconds"], **lags,
+            config={k: v if isinstance(v, dict) else str(v)
+                    for k, v in asdict(self.cfg).items() if k != "token"},
+            counters=counters)
         try:
-            self.state_path.write_text(json.dumps({"cursor": self.cursor, "step": self.step}))
-            tmp.write_text(json.dumps(status))
-            tmp.replace(self.cfg.state_dir / "trainer_status.json")
+            TrainerState(self.cursor, self.step).write(self.files)
+            status.write(self.files)
         except OSError as err:
             log.error("cannot write the trainer's state (%s)", err)
 

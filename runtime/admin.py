@@ -1,8 +1,8 @@
 """rlvr.v1.Admin: weight versions (list, promote = hot-swap, rollback) and training control.
 
-Training control is a file in the state directory (`training_control.json`) that the trainer
-process polls, and the trainer reports itself in `trainer_status.json`: the runtime and the
-trainer share only the state directory and the gRPC API.
+Training control is a record in the state directory (`TrainingControl`, written here) that
+the trainer polls, and the trainer reports itself in its own (`TrainerStatus`): the runtime
+and the trainer share only the state directory's records (`rlvr/store/`) and the gRPC API.
 """
 
 from __future__ import annotations
@@ -16,7 +16,9 @@ from pathlib import Path
 
 import grpc
 
-from rl_loop.checkpoints import BASE_VERSION, STAGED_DIR, CheckpointError, CheckpointStore
+from rlvr.store.checkpoints import BASE_VERSION, CheckpointError, Checkpoints
+from rlvr.store.layout import StateDir
+from rlvr.store.training import TrainerStatus, TrainingControl
 from rlvr.v1 import admin_pb2 as apb
 from rlvr.v1 import admin_pb2_grpc as apb_grpc
 from runtime.engine import Engine
@@ -25,12 +27,13 @@ from runtime.metrics import Metrics
 log = logging.getLogger(__name__)
 
 STAGED_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+STATUS_FRESH_S = 120.0  # an older trainer status means no trainer is reporting ("absent")
 
 
 class WeightManager:
     """Which version the engine serves, and swapping it safely."""
 
-    def __init__(self, engine: Engine, checkpoints: CheckpointStore, metrics: Metrics):
+    def __init__(self, engine: Engine, checkpoints: Checkpoints, metrics: Metrics):
         self.engine, self.checkpoints, self.metrics = engine, checkpoints, metrics
         self.serving_note = ""  # why the last promoted version is not served, if it is not
 
@@ -61,14 +64,14 @@ class WeightManager:
         adapter: load it and switch); returns the swap time in seconds."""
         # hashing a large checkpoint takes seconds: off the event loop (streams, health)
         path = await asyncio.to_thread(self._path, version)
-        manifest = self.checkpoints.manifest(version) if version != BASE_VERSION else {}
-        if "adapter_base" in manifest:
+        base = self.checkpoints.manifest(version).adapter_base \
+            if version != BASE_VERSION else None
+        if base:
             rank = json.loads((path / "adapter_config.json").read_text()).get("r", 0)
             if rank > self.engine.max_lora_rank:
                 raise CheckpointError(f"{version} is a rank-{rank} LoRA adapter; this server "
                                       f"serves adapters up to rank {self.engine.max_lora_rank} "
                                       "(config max_lora_rank)")
-            base = manifest["adapter_base"]
             base_path = await asyncio.to_thread(self._path, base)
             seconds = await self.engine.swap_adapter(path, version, base_path, base)
         else:
@@ -85,8 +88,6 @@ class WeightManager:
             return previous, 0.0
         seconds = await self.swap(version)
         self.checkpoints.record_promotion(version)
-        if version != BASE_VERSION:
-            self.checkpoints.set_status(version, "promoted", promoted_at=time.time())
         self.metrics.promotions.inc()
         return previous, seconds
 
@@ -97,8 +98,6 @@ class WeightManager:
         target = self.checkpoints.rollback_target(previous)
         seconds = await self.swap(target)  # swap first: the history changes only on success
         self.checkpoints.record_rollback(previous)
-        if previous != BASE_VERSION:
-            self.checkpoints.set_status(previous, "rolled_back")
         return previous, target, seconds
 
 
@@ -114,10 +113,10 @@ class AdminService(apb_grpc.AdminServicer):
 
     async def ListVersions(self, request, context):
         store = self.weights.checkpoints
-        versions = [apb.VersionInfo(version=m["version"], parent=m["parent"], step=m["step"],
-                                    status=m["status"], reason=m["reason"],
-                                    metrics_json=json.dumps(m.get("metrics", {})),
-                                    created_at=m["created_at"]) for m in store.versions()]
+        versions = [apb.VersionInfo(version=m.version, parent=m.parent, step=m.step,
+                                    status=m.status, reason=m.reason,
+                                    metrics_json=json.dumps(m.metrics),
+                                    created_at=m.created_at) for m in store.versions()]
         return apb.ListVersionsResponse(current=self.weights.engine.weight_version,
                                         versions=versions, history=store.history(),
                                         serving_note=self.weights.serving_note)
@@ -159,7 +158,7 @@ class AdminService(apb_grpc.AdminServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                                 "name: a letter or digit, then letters, digits, '.', '_' or '-' "
                                 f"(a folder under staged/), got {name!r}")
-        folder = self.state_dir / STAGED_DIR / name
+        folder = StateDir(self.state_dir).staged / name
         config = folder / "adapter_config.json"
         if not config.is_file():
             await context.abort(grpc.StatusCode.NOT_FOUND,
@@ -177,23 +176,18 @@ class AdminService(apb_grpc.AdminServicer):
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(err))
 
     def _status(self) -> apb.TrainingStatus:
-        control = self.state_dir / "training_control.json"
-        paused = control.is_file() and json.loads(control.read_text()).get("paused", False)
-        report = self.state_dir / "trainer_status.json"
+        state_dir = StateDir(self.state_dir)
+        paused = TrainingControl.read(state_dir).paused
         if failure := self.trainer_failure():
             return apb.TrainingStatus(state=failure, paused=paused, status_json="{}")
-        if report.is_file() and time.time() - report.stat().st_mtime < 120:
-            status = json.loads(report.read_text())
-            state = "paused" if paused else status.get("state", "running")
-            return apb.TrainingStatus(state=state, paused=paused, status_json=json.dumps(status))
+        if status := TrainerStatus.read(state_dir, max_age_s=STATUS_FRESH_S):
+            state = "paused" if paused else status.state
+            return apb.TrainingStatus(state=state, paused=paused,
+                                      status_json=json.dumps(status.to_json()))
         return apb.TrainingStatus(state="absent", paused=paused, status_json="{}")
 
     def _set_paused(self, paused: bool) -> None:
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        path = self.state_dir / "training_control.json"
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"paused": paused, "at": time.time()}))
-        tmp.replace(path)
+        TrainingControl(paused, time.time()).write(StateDir(self.state_dir))
 
     async def PauseTraining(self, request, context):
         self._set_paused(True)

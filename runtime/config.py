@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rlvr.store.layout import StateDir
 from runtime.budget import DEFAULT_CONTINUATION, DEFAULT_WRAP_UP
 from runtime.chat_format import THINK_END, THINK_START
 from runtime.engine_args import EngineSettings
@@ -26,6 +27,7 @@ class ConfigError(ValueError):
     """A bad configuration value; the message names the key."""
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 LORA_RANKS = (0, 1, 8, 16, 32, 64, 128, 256, 320, 512)  # 0, then the ranks vLLM accepts
 
 
@@ -135,13 +137,16 @@ class ServerConfig:
 
     @property
     def traces_path(self) -> Path:
-        return self.state_dir / "traces.sqlite"
+        return StateDir(self.state_dir).traces
 
     def validate(self) -> "ServerConfig":
         """Check relations between fields; raises ConfigError naming the field."""
         for name in ("port", "metrics_port"):
             if not 0 <= getattr(self, name) <= 65535:
                 raise ConfigError(f"{name} must be between 0 and 65535")
+        if self.log_level not in LOG_LEVELS:
+            raise ConfigError(f"log_level must be one of {', '.join(LOG_LEVELS)}, "
+                              f"got {self.log_level!r}")
         if self.max_lora_rank not in LORA_RANKS:
             raise ConfigError(f"max_lora_rank must be one of {', '.join(map(str, LORA_RANKS))} "
                               f"(0 = no adapters), got {self.max_lora_rank}")

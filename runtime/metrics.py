@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from rl_loop.checkpoints import CheckpointStore
+from rlvr.store.checkpoints import CheckpointStore
+from rlvr.store.layout import StateDir
+from rlvr.store.training import TrainerStatus
 
 # Latency buckets from 1 ms to ~100 s, roughly x2 apart.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
@@ -113,11 +114,8 @@ class TrainingCollector:
         self.state_dir = state_dir
 
     def collect(self):
-        path = self.state_dir / "trainer_status.json"
-        try:
-            status = json.loads(path.read_text()) if path.is_file() else {}
-        except (OSError, json.JSONDecodeError):
-            status = {}
+        report = TrainerStatus.read(StateDir(self.state_dir))
+        status = report.to_json() if report else {}
         for key, (name, text) in TRAINER_GAUGES.items():
             if isinstance(status.get(key), (int, float)):
                 yield GaugeMetricFamily(name, text, value=status[key])
@@ -143,9 +141,9 @@ class TrainingCollector:
         by_version = dict(status.get("accuracy", {}))
         counts: dict[str, int] = {}
         for manifest in CheckpointStore(self.state_dir).versions():
-            counts[manifest["status"]] = counts.get(manifest["status"], 0) + 1
-            by_version.setdefault(manifest["version"],
-                                  manifest.get("metrics", {}).get("accuracy_by_budget", {}))
+            counts[manifest.status] = counts.get(manifest.status, 0) + 1
+            by_version.setdefault(manifest.version,
+                                  manifest.metrics.get("accuracy_by_budget", {}))
         for version, table in sorted(by_version.items()):
             for budget, value in table.items():
                 accuracy.add_metric([version, budget], value)

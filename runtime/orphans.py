@@ -21,9 +21,10 @@ from pathlib import Path
 
 import psutil
 
+from rlvr.store.layout import StateDir, write_json_atomic
+
 log = logging.getLogger(__name__)
 
-FILE = "server_processes.json"
 PR_SET_PDEATHSIG = 1
 
 
@@ -50,14 +51,12 @@ def record(state_dir: Path) -> None:
     me = psutil.Process(os.getpid())
     entry = {"server": _identity(me),
              "children": [_identity(c) for c in me.children(recursive=True)]}
-    tmp = state_dir / f".{FILE}.tmp"
-    tmp.write_text(json.dumps(entry))
-    tmp.replace(state_dir / FILE)
+    write_json_atomic(StateDir(state_dir).server_processes, entry)
 
 
 def reap(state_dir: Path) -> list[int]:
     """Kill the recorded children of a dead server; returns their pids."""
-    path = state_dir / FILE
+    path = StateDir(state_dir).server_processes
     try:
         entry = json.loads(path.read_text())
     except (OSError, ValueError):

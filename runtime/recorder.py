@@ -22,7 +22,7 @@ from runtime.auth import Principal
 from runtime.config import ServerConfig
 from runtime.generation import ChoiceRun, Finished
 from runtime.metrics import Metrics
-from runtime.traces import Trace, TraceReader, TraceStore
+from rlvr.store.traces import Trace, TraceLog, TraceReader, TraceSource, TraceStore
 from runtime.verifiers.base import CORRECT, INCORRECT, UNPARSEABLE, Verdict, VerificationSpec
 from runtime.verifiers.numeric import numeric_equal
 from runtime.verifiers.pool import VerifierPool
@@ -70,9 +70,9 @@ class Recorder:
         self.config, self.metrics, self.tokenizer = config, metrics, tokenizer
         self.reference_check = reference_check
         self.pool = VerifierPool(config.verifier_workers, config.verifier_share)
-        self.store = TraceStore(config.traces_path, config.trace_max_rows,
-                                config.trace_max_age_days)
-        self.reader = TraceReader(config.traces_path)
+        self.store: TraceLog = TraceStore(config.traces_path, config.trace_max_rows,
+                                          config.trace_max_age_days)
+        self.reader: TraceSource = TraceReader(config.traces_path)
         self.recent: OrderedDict[str, tuple[float, list[Trace]]] = OrderedDict()
         metrics.trace_queue_depth.set_function(lambda: self.store.queue_depth)
         metrics.verifier_jobs_waiting.set_function(lambda: self.pool.waiting)

@@ -21,13 +21,15 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from vllm.exceptions import VLLMClientError
 
-from rl_loop.checkpoints import CheckpointError, CheckpointStore
+from rlvr.store import traces
+from rlvr.store.checkpoints import CheckpointError, CheckpointStore
+from rlvr.store.layout import StateDir
 from rlvr.v1 import admin_pb2, admin_pb2_grpc
 from rlvr.v1 import reasoning_pb2 as pb
 from rlvr.v1 import reasoning_pb2_grpc as pb_grpc
 from runtime import generation as gen
 from runtime.events import to_proto, token_trace, verification_proto
-from runtime import orphans, plugins, traces
+from runtime import orphans, plugins
 from runtime.admin import AdminService, WeightManager
 from runtime.auth import AuthInterceptor
 from runtime.budget import InvalidRequest
@@ -409,7 +411,7 @@ class Server:
         if self.service.recorder is not None:
             self.service.recorder.close()  # commits every queued trace
         self.engine.shutdown()
-        (self.config.state_dir / orphans.FILE).unlink(missing_ok=True)
+        StateDir(self.config.state_dir).server_processes.unlink(missing_ok=True)
         log.info("stopped")
 
     async def run(self) -> None:

@@ -16,11 +16,13 @@ from pathlib import Path
 import pytest
 
 from clients.launch import REPO
-from rl_loop.checkpoints import CheckpointStore
+from rlvr.store.checkpoints import CheckpointStore
 from runtime.admin import AdminService, WeightManager
 from runtime.config import MODEL_DIR
 from runtime.metrics import Metrics
 from runtime.trainer_process import TrainerProcess
+
+pytestmark = pytest.mark.heavy  # starts the CLI (`make test-fast` skips it)
 
 
 def rlvr(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -34,7 +36,7 @@ def serve(state: Path) -> subprocess.CompletedProcess:
 
 
 def damaged_trace_db(state: Path) -> Path:
-    from runtime.traces import SCHEMA
+    from rlvr.store.traces import SCHEMA
 
     state.mkdir(parents=True)
     path = state / "traces.sqlite"
@@ -113,6 +115,7 @@ def test_history_means_what_it_says(tmp_path):
     store = store_with(tmp_path, "v1", "v2")
     engine = FakeEngine()
     weights = WeightManager(engine, store, Metrics())
+    written = {v: (store.path(v) / "manifest.json").read_bytes() for v in ("v1", "v2")}
     asyncio.run(weights.promote("v1"))
     asyncio.run(weights.promote("v2"))
     previous, seconds = asyncio.run(weights.promote("v2"))  # already served: a no-op
@@ -121,8 +124,14 @@ def test_history_means_what_it_says(tmp_path):
     (store.root / "promoted.json").write_text(json.dumps(["v1", "v2", "v2"]))  # an old file
     before, target, _ = asyncio.run(weights.rollback())
     assert (before, target) == ("v2", "v1") and store.history() == ["v1"]
-    assert store.manifest("v2")["status"] == "rolled_back"
-    assert store.manifest("v1")["status"] == "promoted"  # the served one is never rolled back
+    assert store.manifest("v2").status == "rolled_back"
+    assert store.manifest("v1").status == "promoted"  # the served one is never rolled back
+    assert store.manifest("v1").promoted_at is None  # the old file had no times
+    # the server wrote only its own record, the history: the manifests are the trainer's
+    assert written == {v: (store.path(v) / "manifest.json").read_bytes() for v in ("v1", "v2")}
+    asyncio.run(weights.promote("v2"))
+    assert store.manifest("v2").status == "promoted" and store.manifest("v2").promoted_at > 0
+    assert store.history() == ["v1", "v2"]
 
 
 def test_the_supervisor_honours_its_restart_cap_and_reports_the_failure(tmp_path):

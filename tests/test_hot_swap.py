@@ -13,7 +13,7 @@ import grpc
 import pytest
 
 from clients.client import AsyncClient, Client, RlvrError
-from rl_loop.checkpoints import CheckpointStore
+from rlvr.store.checkpoints import CheckpointStore
 from rl_loop.tiny_model import MODEL_DIR
 from tests.conftest import ADMIN_TOKEN, API_TOKEN, REPO, metric_value
 
@@ -31,7 +31,7 @@ def test_admin_needs_an_admin_token(server):
 
 
 def next_version(store: CheckpointStore) -> str:
-    numbers = [int(m["version"][1:]) for m in store.versions() if m["version"][1:].isdigit()]
+    numbers = [int(m.version[1:]) for m in store.versions() if m.version[1:].isdigit()]
     return f"v{max(numbers, default=0) + 1}"
 
 

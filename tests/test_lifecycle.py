@@ -12,7 +12,7 @@ import pytest
 from grpc_health.v1 import health_pb2
 
 from clients.client import Client, RlvrError
-from rl_loop.checkpoints import CheckpointStore
+from rlvr.store.checkpoints import CheckpointStore
 from rl_loop.tiny_model import MODEL_DIR
 from tests.conftest import ServerProcess, metric_value
 

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from clients.client import AsyncClient, Client
-from rl_loop.checkpoints import CheckpointStore
+from rlvr.store.checkpoints import CheckpointStore
 from rl_loop.prompt_pool import PromptPool
 from rl_loop.tasks import reference_for
 from rl_loop.tiny_model import MODEL_DIR, chat_prompt_ids
@@ -44,10 +44,10 @@ def test_traffic_trains_publishes_gates_and_swaps(server):
         listing = admin.list_versions()
         assert listing.current == promoted and listing.history[-1] == promoted
         manifest = CheckpointStore(server.state_dir).manifest(promoted)
-        assert manifest["status"] == "promoted" and "gate_accuracy" in manifest["metrics"]
-        by_budget = manifest["metrics"]["accuracy_by_budget"]
+        assert manifest.status == "promoted" and "gate_accuracy" in manifest.metrics
+        by_budget = manifest.metrics["accuracy_by_budget"]
         assert set(by_budget) == {"unlimited", "16"} and all(0 <= v <= 1 for v in by_budget.values())
-        metrics = manifest["metrics"]  # the 30 built-in tasks plus the traffic's validation slice
+        metrics = manifest.metrics  # the 30 built-in tasks plus the traffic's validation slice
         assert metrics["gate_items"] > 30 and 0 <= metrics["gate_accuracy"] <= 1
         assert set(metrics["traffic_accuracy_by_budget"]) <= {"64", "256"}
         assert admin.training_status().state in ("running", "waiting")
@@ -65,8 +65,8 @@ def test_traffic_trains_publishes_gates_and_swaps(server):
             return await trainer.publish_and_gate(client)
     outcome = asyncio.run(gate())
     assert "rejected" in outcome
-    rejected = [m for m in CheckpointStore(server.state_dir).versions() if m["status"] == "rejected"]
-    assert rejected and rejected[-1]["reason"].startswith("gate:")
+    rejected = [m for m in CheckpointStore(server.state_dir).versions() if m.status == "rejected"]
+    assert rejected and rejected[-1].reason.startswith("gate:")
     with Client(server.target, token=ADMIN_TOKEN) as admin:
         assert admin.list_versions().current == promoted
         admin.rollback()  # leave the shared server on the base model
@@ -342,8 +342,8 @@ def test_lora_adapters_switch_in_the_live_engine_without_failing_requests(tmp_pa
                                         poll_s=0.2, lora_rank=4, lr=1e-4, max_steps=2))
         asyncio.run(trainer.run())
         manifest = store.manifest(trainer.version)
-        assert trainer.stats["promoted"] == 1 and manifest["adapter_base"] == "v0"
-        assert manifest["metrics"]["gate_path"] == "engine"  # the candidate staged and asked
+        assert trainer.stats["promoted"] == 1 and manifest.adapter_base == "v0"
+        assert manifest.metrics["gate_path"] == "engine"  # the candidate staged and asked
         # the second step's groups came from the first step's adapter, staged in the engine:
         # no row was an optimizer step behind (sampled by v0 they would have been 1 behind)
         assert trainer.stats["staged"] >= 1 and set(trainer.lags["lag_steps"]) == {0}

@@ -16,6 +16,8 @@ from rl_loop.trainer import Trainer, TrainerConfig
 from runtime.config import MODEL_DIR
 from tests.test_trainer import groups_for, logprob_of
 
+pytestmark = pytest.mark.heavy  # trains the tiny model (`make test-fast` skips it)
+
 
 class FakeServer:
     """The two Admin/Reasoning calls the loop makes besides sampling."""
@@ -256,14 +258,14 @@ def test_an_adapter_candidate_is_gated_through_the_engine(tmp_path):
     """Adapters the server serves: the candidate is staged and both sides are asked through
     the server (greedy shadow requests); the decision uses those rewards, the manifest says
     so, and the candidate is retired with the next stage."""
-    from rl_loop.checkpoints import CheckpointStore
+    from rlvr.store.checkpoints import CheckpointStore
 
     trainer = trainer_with_fake_sampling(tmp_path, False, [], lora_rank=4, publish_every=2)
     trainer.policy.serve_adapters(8)
     server = StagingServer(tmp_path)
     asyncio.run(run_steps(trainer, server, 3))
     assert "candidate-v1" in server.staged and server.promoted == ["v1"]
-    metrics = CheckpointStore(tmp_path).manifest("v1")["metrics"]
+    metrics = CheckpointStore(tmp_path).manifest("v1").metrics
     assert metrics["gate_path"] == "engine"
     assert (metrics["gate_accuracy"], metrics["gate_baseline"]) == (1.0, 0.0)
     items = len(trainer.gate_items())

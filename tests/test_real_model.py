@@ -26,7 +26,7 @@ import torch
 
 from clients.client import Client, RlvrError
 from clients.launch import ServerProcess
-from rl_loop.checkpoints import CheckpointStore
+from rlvr.store.checkpoints import CheckpointStore
 from tests.conftest import ADMIN_TOKEN
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
@@ -144,17 +144,17 @@ def test_online_loop_on_the_real_model(smollm2, tmp_path):
               f"budget 32 {base[32]:.2f}")
         store = CheckpointStore(server.state_dir)
         first = wait_for(lambda: next((m for m in store.versions()
-                                       if m["status"] in ("promoted", "rejected")), None),
+                                       if m.status in ("promoted", "rejected")), None),
                          1200, "a gated candidate", lambda: server.log() + json.dumps(status()))
-        assert first["status"] == "promoted", first["reason"]
-        metrics = first["metrics"]
+        assert first.status == "promoted", first.reason
+        metrics = first.metrics
         assert metrics["gate_items"] >= 4 and set(metrics["traffic_accuracy_by_budget"]) <= \
             {"0", "32"}  # validation traces from the traffic, at the users' budgets
         # no built-in tasks for this model: what is reported per budget is the traffic's slice
         assert metrics["accuracy_by_budget"] == metrics["traffic_accuracy_by_budget"]
         with Client(server.target, token="traffic") as client:
             assert client.ask("What is 2+2?", budget=0, max_answer_tokens=8).weight_version \
-                == first["version"]
+                == first.version
         trained = wait_for(lambda: status().get("promoted") and status(), 120,
                            "the trainer's status after the promotion", server.log)
         assert trained["step"] >= 2 and trained["stale_samples_dropped"] == 0
@@ -166,13 +166,13 @@ def test_online_loop_on_the_real_model(smollm2, tmp_path):
         followed = wait_for(lambda: status().get("followed_admin", 0) >= 1 and status(), 600,
                             "the trainer following the rollback", server.log)
         assert followed["followed_to"] == "v0"
-        second = wait_for(lambda: next((m for m in store.versions() if m["version"] !=
-                                        first["version"] and m["status"] != "candidate"), None),
+        second = wait_for(lambda: next((m for m in store.versions() if m.version !=
+                                        first.version and m.status != "candidate"), None),
                           1200, "a candidate trained after the rollback", server.log)
-        assert second["parent"] == "v0"  # continued from what the admin put back
+        assert second.parent == "v0"  # continued from what the admin put back
         assert status()["stale_samples_dropped"] == 0  # v0's samples were fresh again
-        assert store.manifest(first["version"])["status"] == "rolled_back"
-        assert first["version"] not in store.history()  # never promoted again
+        assert store.manifest(first.version).status == "rolled_back"
+        assert first.version not in store.history()  # never promoted again
     finally:
         assert server.stop() == 0
     rewards = [line for line in Path(server.log_path).read_text().splitlines()

@@ -11,15 +11,16 @@ import pytest
 import torch
 
 from clients.launch import REPO
-from rl_loop.checkpoints import CheckpointError, CheckpointStore
+from rlvr.store.checkpoints import CheckpointError, CheckpointStore
+from rlvr.store.layout import StateDir
 from rl_loop.gate import ForceThinkEnd
 
-pytestmark = pytest.mark.reliability
+pytestmark = [pytest.mark.reliability, pytest.mark.heavy]
 
 WRITER = """
 import sys, time
 from pathlib import Path
-from rl_loop.checkpoints import CheckpointStore
+from rlvr.store.checkpoints import CheckpointStore
 
 def write(folder):
     (folder / "model.safetensors").write_bytes(b"half" * 1000)
@@ -48,7 +49,7 @@ def test_kill_9_while_publishing_never_yields_a_version(tmp_path):
         (folder / "model.safetensors").write_bytes(b"whole")
     store.publish(write, "v1", parent="v0", step=5)  # the name is free again
     assert store.verified_path("v1").name == "v1"
-    assert [m["version"] for m in store.versions()] == ["v1"]
+    assert [m.version for m in store.versions()] == ["v1"]
 
 
 def test_retention_keeps_newest_and_rollback_targets_and_every_manifest(tmp_path):
@@ -61,9 +62,9 @@ def test_retention_keeps_newest_and_rollback_targets_and_every_manifest(tmp_path
         store.record_promotion(version)
     # kept: the 2 newest (v6, v7) and the last 2 promoted (v2, v5)
     assert store.prune(keep=2) == ["v1", "v3", "v4"]
-    assert [m["version"] for m in store.versions()] == [f"v{i}" for i in range(1, 8)]
+    assert [m.version for m in store.versions()] == [f"v{i}" for i in range(1, 8)]
     assert [p.name for p in store.path("v3").iterdir()] == ["manifest.json"]
-    assert store.manifest("v3")["pruned"] and store.manifest("v3")["step"] == 3
+    assert store.manifest("v3").pruned and store.manifest("v3").step == 3
     with pytest.raises(CheckpointError, match="retention"):
         store.verified_path("v1")
     assert store.verified_path("v2") == store.path("v2")
@@ -75,7 +76,7 @@ def test_trainer_resumes_cursor_and_refills_its_pool(tmp_path):
     before the crash is skipped, refills its prompt pool with the traces up to the cursor."""
     from runtime.config import MODEL_DIR
     from rl_loop.trainer import Trainer, TrainerConfig
-    from runtime.traces import Trace, TraceStore
+    from rlvr.store.traces import Trace, TraceStore
 
     store = TraceStore(tmp_path / "traces.sqlite")
     for i in range(6):
@@ -125,7 +126,7 @@ def test_reap_kills_only_what_a_dead_server_left_behind(tmp_path):
     dead.wait()
     child = subprocess.Popen(["sleep", "60"])
     child_identity = [child.pid, psutil.Process(child.pid).create_time()]
-    path = tmp_path / orphans.FILE
+    path = StateDir(tmp_path).server_processes
 
     me = psutil.Process()
     path.write_text(json.dumps({"server": [me.pid, me.create_time()],

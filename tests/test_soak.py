@@ -26,7 +26,7 @@ import pytest
 from clients.client import AsyncClient, RlvrError
 from clients.demo import rss_by_role
 from clients.launch import ServerProcess
-from rl_loop.checkpoints import CheckpointStore
+from rlvr.store.checkpoints import CheckpointStore
 from rl_loop.traffic import Traffic, summarize
 from tests.conftest import ADMIN_TOKEN, API_TOKEN
 

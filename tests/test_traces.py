@@ -10,12 +10,12 @@ import time
 
 import pytest
 
-from runtime.traces import Trace, TraceReader, TraceStore
+from rlvr.store.traces import Trace, TraceReader, TraceStore
 from tests.conftest import REPO
 
 WRITER = """
 import sys, time
-from runtime.traces import Trace, TraceStore
+from rlvr.store.traces import Trace, TraceStore
 store = TraceStore(sys.argv[1], flush_s=0.01)
 i = 0
 while True:

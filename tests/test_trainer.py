@@ -13,6 +13,8 @@ from runtime.config import MODEL_DIR
 from rl_loop.grpo import GRPOConfig
 from rl_loop.trainer import Sample, Trainer, TrainerConfig
 
+pytestmark = pytest.mark.heavy  # trains the tiny model (`make test-fast` skips it)
+
 
 def groups_for(trainer: Trainer) -> list[list[Sample]]:
     """One group with signal ("46" right, "47" wrong) and one without (all rewards equal)."""
@@ -82,8 +84,8 @@ def test_adapter_versions_publish_the_adapter_and_resume_from_it(tmp_path):
     folder = store.publish(lambda f: trainer.policy.write(f, trainer.tokenizer, candidate), "v1",
                            parent="v0", step=1, adapter_base=trainer.policy.base_version)
     assert (folder / "adapter_config.json").is_file() and not (folder / "model.safetensors").exists()
-    assert store.manifest("v1")["adapter_base"] == "v0"
-    assert store.manifest("v1")["weights"] == ["adapter_model.safetensors"]
+    assert store.manifest("v1").adapter_base == "v0"
+    assert store.manifest("v1").weights == ["adapter_model.safetensors"]
     # what the benchmarks score: the adapter merged into its base, a folder vLLM can load
     from transformers import AutoModelForCausalLM
 

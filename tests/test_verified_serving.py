@@ -13,7 +13,7 @@ import pytest
 
 from clients.client import Client, RlvrError
 from rl_loop.tasks import reference_for
-from runtime.traces import TraceReader
+from rlvr.store.traces import TraceReader
 from tests.conftest import API_TOKEN, REPO, TRAIN_TOKEN, metric_value
 
 pytestmark = pytest.mark.engine

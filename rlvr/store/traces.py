@@ -5,6 +5,8 @@ hands them to `TraceStore.append()`, which only queues them; a writer thread com
 batches with `synchronous=FULL`, so a trace is durable once committed and `kill -9` at any
 moment loses nothing committed and never corrupts the file (SQLite's WAL guarantees).
 Readers (the trainer) see committed rows only and read incrementally by id (a cursor).
+`TraceLog` and `TraceSource` are the interfaces the server and the trainer use; `TraceStore`
+and `TraceReader` are the embedded implementations (one SQLite file).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Protocol
 
 log = logging.getLogger(__name__)
 
@@ -117,8 +119,32 @@ def connect(path: Path, check: bool = False) -> sqlite3.Connection:
     return conn
 
 
+class TraceLog(Protocol):
+    """Where the server appends traces (the embedded implementation: `TraceStore`)."""
+
+    queue_depth: int
+    written: int
+
+    def append(self, trace: Trace) -> None: ...
+    def flush(self, timeout: float = 10.0) -> bool: ...
+    def prune(self) -> int: ...
+    def close(self) -> None: ...
+
+
+class TraceSource(Protocol):
+    """How the trainer and `rlvr traces` read traces (embedded: `TraceReader`)."""
+
+    def read(self, after_id: int = 0, limit: int = 1000,
+             trainable_only: bool = True) -> list[Trace]: ...
+    def read_recent(self, up_to_id: int, limit: int) -> list[Trace]: ...
+    def find(self, request_id: str) -> list[Trace]: ...
+    def iter_all(self) -> Iterator[Trace]: ...
+    def stats(self) -> dict: ...
+    def close(self) -> None: ...
+
+
 class TraceStore:
-    """Append traces off the hot path; read them back by cursor."""
+    """Append traces off the hot path (SQLite WAL, one writer thread)."""
 
     def __init__(self, path: Path, max_rows: int = 1_000_000, max_age_days: float = 30.0,
                  batch: int = 256, flush_s: float = 0.05):
