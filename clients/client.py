@@ -13,6 +13,7 @@ raises RlvrError carrying the gRPC status code.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import AsyncIterator, Iterable, Iterator
 
@@ -174,6 +175,11 @@ def collect(events: Iterable[pb.GenerateEvent]) -> list[AskResult]:
     for r in results.values():
         r.verified_correct = summary.verified_correct if summary else None
     return [results[i] for i in sorted(results)]
+
+
+def env_token(given: str | None, *names: str) -> str | None:
+    """The token a flag gave, else the first of the environment variables `names` set."""
+    return given or next((os.environ[name] for name in names if os.environ.get(name)), None)
 
 
 def _channel(target: str, tls: bool, root_cert: bytes | None, aio: bool):

@@ -3,7 +3,8 @@
 Started once the server is ready, with an internal token (passed in the environment, never on
 the command line) that lets it send shadow samples and promote versions. Restarted with a
 growing back-off when it crashes (it resumes from its checkpoint and trace cursor); stopped
-before the server drains. `rlvr train` runs the same trainer standalone.
+before the server drains. The child is `python -m rl_loop` (`rl_loop/entrypoint.py`); `rlvr
+train` runs the same trainer standalone.
 """
 
 from __future__ import annotations
@@ -15,17 +16,17 @@ import shlex
 import sys
 from pathlib import Path
 
+from rlvr.store.training import TRAINER_TOKEN_ENV
 from runtime.orphans import die_with_parent
 
 log = logging.getLogger(__name__)
 
-TOKEN_ENV = "RLVR_TRAINER_TOKEN"
 
 
 class TrainerProcess:
     def __init__(self, server: str, state_dir: Path, token: str, extra_args: str = "",
                  max_restarts: int = 5, backoff_s: float = 2.0):
-        self.args = [sys.executable, "-m", "clients.cli", "train", "--server", server,
+        self.args = [sys.executable, "-m", "rl_loop", "--server", server,
                      "--state-dir", str(state_dir), *shlex.split(extra_args)]
         self.token, self.max_restarts, self.backoff_s = token, max_restarts, backoff_s
         self.proc: asyncio.subprocess.Process | None = None
@@ -38,7 +39,7 @@ class TrainerProcess:
         self.task = asyncio.create_task(self._supervise())
 
     async def _supervise(self) -> None:
-        env = dict(os.environ, **{TOKEN_ENV: self.token})
+        env = dict(os.environ, **{TRAINER_TOKEN_ENV: self.token})
         for attempt in range(self.max_restarts + 1):
             self.proc = await asyncio.create_subprocess_exec(*self.args, env=env,
                                                              preexec_fn=die_with_parent)

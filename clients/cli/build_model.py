@@ -24,7 +24,7 @@ def cmd_build_test_model(args: argparse.Namespace) -> int:
 
 
 def cmd_add_thinking(args: argparse.Namespace) -> int:
-    from clients.cli import CliError
+    from clients.cli.errors import CliError
     from rl_loop.thinking_model import add_thinking
 
     try:
