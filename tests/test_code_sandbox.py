@@ -14,8 +14,9 @@ from runtime.verifiers.base import VerificationSpec
 REPO = Path(__file__).resolve().parent.parent
 TESTS = ("assert add(2, 3) == 5", "assert add(-1, 1) == 0", "assert add(10, 5) == 15")
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"),
-                                reason="the sandbox drops to uid nobody, which needs root")
+pytestmark = [pytest.mark.heavy,  # sandboxed subprocesses (`make test-fast` skips them)
+              pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"),
+                                 reason="the sandbox drops to uid nobody, which needs root")]
 
 
 def run(code: str, tests=TESTS, timeout_s: float = 20.0):

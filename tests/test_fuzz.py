@@ -24,7 +24,7 @@ from rlvr.v1 import reasoning_pb2_grpc as pb_grpc
 from runtime.config import ConfigError, ServerConfig, load_config
 from tests.conftest import API_TOKEN, TRAIN_TOKEN
 
-pytestmark = pytest.mark.reliability
+pytestmark = [pytest.mark.reliability, pytest.mark.heavy]
 
 OK = grpc.StatusCode.OK
 DOCUMENTED = {OK, grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED,

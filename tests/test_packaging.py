@@ -16,6 +16,8 @@ import pytest
 
 from runtime.config import ConfigError, ServerConfig, load_config
 
+pytestmark = pytest.mark.heavy  # starts interpreters, builds venvs (`make test-fast` skips it)
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -76,10 +78,11 @@ def test_ci_runs_exactly_the_readme_test_command():
 
 def test_readme_layout_names_every_module_and_only_modules_that_exist():
     layout = readme_layout()
-    for package in ("runtime", "rl_loop", "clients"):
+    for package in ("runtime", "rl_loop", "clients", "clients/cli", "rlvr/store"):
         section = re.search(rf"^- `{package}/` — (.*?)(?=^- `)", layout, re.M | re.S).group(1)
         named = set(re.findall(r"`([a-z_0-9]+\.py)`", section))
         present = {p.name for p in (REPO / package).glob("*.py") if p.name != "__init__.py"}
+        present -= {"__main__.py"} - named  # `python -m` entry points need no mention
         assert named == present, (package, "missing from the README:", present - named,
                                   "named but absent:", named - present)
         for folder in re.findall(r"`([a-z_0-9]+)/`", section):
@@ -101,12 +104,14 @@ def test_config_layers_and_errors(tmp_path):
                          ("max_n = 1.5\n", "max_n"), ("port = \n", "config file"),
                          ("train = 'maybe'\n", "train must be auto, on or off"),
                          ("train_args = '--lr \"1e-4'\n", "train_args"),
-                         ("max_lora_rank = 4\n", "max_lora_rank must be one of 0, 1, 8, 16")]:
+                         ("max_lora_rank = 4\n", "max_lora_rank must be one of 0, 1, 8, 16"),
+                         ("log_level = 'LOUD'\n", "log_level must be one of DEBUG, INFO")]:
         path.write_text(text)
         with pytest.raises(ConfigError, match=re.escape(needle)):
             load_config(path, env={})
     with pytest.raises(ConfigError, match="RLVR_PORT"):
         load_config(None, env={"RLVR_PORT": "eighty"})
+    assert load_config(None, env={"RLVR_LOG_LEVEL": "DEBUG"}).log_level == "DEBUG"  # read now
 
 
 @pytest.mark.parametrize("args,needle", [
@@ -161,8 +166,8 @@ def python312() -> str | None:
 
 # imports that need nothing but the standard library (no torch, vLLM, gRPC or tokenizers)
 PURE_MODULES = ["runtime.budget", "runtime.verifiers.base", "runtime.verifiers.numeric",
-                "runtime.verifiers.text", "runtime.verifiers.code", "runtime.traces",
-                "rl_loop.tasks", "rl_loop.checkpoints"]
+                "runtime.verifiers.text", "runtime.verifiers.code", "rlvr.store.traces",
+                "rl_loop.tasks", "rlvr.store.checkpoints", "rlvr.store.training"]
 SMOKE = """
 import sys
 assert sys.version_info[:2] == (3, 12), sys.version
@@ -175,6 +180,7 @@ from runtime.verifiers.numeric import verify
 assert verify("5198", VerificationSpec("numeric", "5198")).reward == 1.0
 assert verify("3 or 4", VerificationSpec("numeric", "3")).reward == 0.0
 from runtime.budget import resolve_budget
+
 print("ok", importlib.metadata.version("rlvr-runtime"))
 """
 
@@ -243,3 +249,36 @@ def test_pinned_dependencies_have_python_3_12_builds(venv312):
     run([python, "-c", "import rlvr.v1.reasoning_pb2_grpc, rlvr.v1.admin_pb2_grpc, "
                        "runtime.auth, runtime.orphans, clients.client"], root, timeout=120)
     print(f"cp312 resolution and light install: {time.monotonic() - start:.0f} s")
+
+
+def imports_of(package: str) -> dict[str, set[str]]:
+    """Every module of `package` (a folder of the repository) -> the modules it imports."""
+    import ast
+
+    graph = {}
+    for path in sorted((REPO / package).rglob("*.py")):
+        names = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names |= {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                names |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
+        graph[str(path.relative_to(REPO))] = names
+    return graph
+
+
+def test_dependencies_point_one_way():
+    """clients -> runtime and rl_loop -> the shared store and proto code (rlvr/). The runtime
+    never imports the trainer or the toy world; the trainer reaches the runtime through the
+    client library and the store only; the store imports neither."""
+    def offenders(package: str, allowed) -> dict[str, list[str]]:
+        found = {module: sorted(n for n in names if not allowed(n))
+                 for module, names in imports_of(package).items()}
+        return {module: names for module, names in found.items() if names}
+
+    ours = ("runtime", "rl_loop", "clients", "rlvr")
+    mine = lambda name: name.split(".")[0] in ours  # noqa: E731
+    assert offenders("runtime", lambda n: not mine(n) or n.startswith(("runtime", "rlvr"))) == {}
+    assert offenders("rlvr/store", lambda n: not mine(n) or n.startswith("rlvr")) == {}
+    assert offenders("rl_loop", lambda n: not mine(n) or not n.startswith("clients")
+                     or n.startswith("clients.client")) == {}

@@ -93,6 +93,7 @@ def test_heldout_is_disjoint_from_training():
             assert prompt not in heldout
 
 
+@pytest.mark.heavy  # draws tens of thousands of tasks (`make test-fast` skips it)
 def test_builtin_validation_items_lie_outside_training_and_the_reported_heldout_set():
     """The embedded model's plug-in: 100 tasks (20 per family) at unlimited thinking (decisive)
     and at 16 tokens (reported), the same every time, never trained on, never reported."""
