@@ -33,6 +33,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help=f"options: comma separated, of {', '.join(VARIANTS)}, trl (TRL on the "
                         "same machine, for reference; needs the `bench` extra) (default: all "
                         "but trl)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="options: the traffic's and the trainer's seed of every run")
     p.add_argument("--swaps", type=arguments.positive_int, default=5, help="swap: versions promoted")
     p.add_argument("--model", type=arguments.model_dir, default=MODEL_DIR)
     p.add_argument("--requests", type=arguments.non_negative_int, default=200)
@@ -69,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
         from clients import bench_options
         try:
             report = bench_options.run(args.variants, args.duration, args.grid,
-                                       args.work or Path("build/bench-options"))
+                                       args.work or Path("build/bench-options"), args.seed)
         except ValueError as err:
             raise CliError(str(err)) from None
     elif args.suite == "swap":
