@@ -24,7 +24,7 @@ test-fast: $(STAMP)
 reliability: $(STAMP)
 	RLVR_SOAK_S=600 $(VENV)/bin/python -m pytest -m reliability
 
-# Every benchmark suite (about three hours), then docs/benchmarks.md from their results.
+# Every benchmark suite (about five hours), then docs/benchmarks.md from their results.
 bench: $(STAMP)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -e ".[$(ENGINE),dev,bench]"
 	mkdir -p docs/bench
@@ -34,6 +34,8 @@ bench: $(STAMP)
 	$(VENV)/bin/rlvr bench verifiers --out docs/bench/verifiers.json
 	$(VENV)/bin/rlvr demo --out docs/bench/demo
 	$(VENV)/bin/rlvr bench trl --seeds 3 --duration 600 --out docs/bench/trl.json
+	$(VENV)/bin/rlvr bench options --duration 450 --grid 45 --out docs/bench/options.json \
+		--variants lora,minibatches-2,publish-5,temperature-1.0,group-16,dr-grpo,replay,combined,trl
 	$(VENV)/bin/rlvr bench report
 
 setup: $(STAMP)
