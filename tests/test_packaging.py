@@ -147,6 +147,18 @@ def test_cli_ask_reports_an_unreachable_server():
     assert out.returncode == 2 and "UNAVAILABLE" in out.stderr and "Traceback" not in out.stderr
 
 
+
+@pytest.mark.parametrize("module,args,needle", [
+    ("runtime", ["--config", "missing.toml"], "rlvr serve: error: config file missing.toml"),
+    ("rl_loop", ["--device", "tpu"], "rlvr train: error: --device must be auto, cpu or cuda"),
+])
+def test_server_and_trainer_entry_points_report_bad_settings_in_one_line(module, args, needle):
+    """`python -m runtime` and `python -m rl_loop` (what `rlvr serve` starts its trainer as)."""
+    out = subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 2 and needle in out.stderr and "Traceback" not in out.stderr
+
+
 # --- Python 3.12 (the CUDA image's interpreter): a real install in a fresh venv -------------
 
 def python312() -> str | None:
