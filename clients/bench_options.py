@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from clients.bench_trl import LEVELS, MEASURED_ON, run_online, run_trl, time_to
@@ -33,29 +33,29 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Variant:
     change: str          # what differs from the shipped settings, in words
-    train_args: str = ""  # the `rlvr train` flags that make the difference
+    trainer: dict = field(default_factory=dict)  # the `rlvr train` settings that differ
     lora_rank: int = 0   # > 0: LoRA adapters, served (and staged) by the engine
 
 
 VARIANTS = {
     "default": Variant("the shipped settings"),
-    "minibatches-2": Variant("2 optimizer steps per batch (the clip binds)", "--minibatches 2"),
-    "epochs-2": Variant("2 passes over each batch", "--epochs 2"),
+    "minibatches-2": Variant("2 optimizer steps per batch (the clip binds)", {"minibatches": 2}),
+    "epochs-2": Variant("2 passes over each batch", {"epochs": 2}),
     "replay": Variant("replay of verified-correct samples, coefficient 0.1",
-                      "--replay-coef 0.1"),
+                      {"replay_coef": 0.1}),
     "dr-grpo": Variant("advantages not divided by the group's std (Dr. GRPO)",
-                       "--no-scale-rewards"),
-    "kl": Variant("k3 KL to the served version, coefficient 0.05", "--kl-coef 0.05"),
-    "temperature-1.0": Variant("sampling temperature 1.0 (default 0.8)", "--temperature 1.0"),
+                       {"scale_rewards": False}),
+    "kl": Variant("k3 KL to the served version, coefficient 0.05", {"kl_coef": 0.05}),
+    "temperature-1.0": Variant("sampling temperature 1.0 (default 0.8)", {"temperature": 1.0}),
     "group-16": Variant("16 completions per prompt and 4 prompts per step (default 8 and 8)",
-                        "--group-size 16 --prompts-per-step 4"),
+                        {"group_size": 16, "prompts_per_step": 4}),
     "lora": Variant("LoRA rank 16 (lr x10), staged every step, gated in the engine",
                     lora_rank=16),
-    "publish-5": Variant("a candidate every 5 steps (default 10)", "--publish-every 5"),
-    "pipeline": Variant("sampling and gate overlap training", "--pipeline"),
+    "publish-5": Variant("a candidate every 5 steps (default 10)", {"publish_every": 5}),
+    "pipeline": Variant("sampling and gate overlap training", {"pipeline": True}),
     "combined": Variant("the three that helped most alone: 2 optimizer steps per batch, "
                         "a candidate every 5 steps, temperature 1.0",
-                        "--minibatches 2 --publish-every 5 --temperature 1.0"),
+                        {"minibatches": 2, "publish_every": 5, "temperature": 1.0}),
 }
 TRL = "trl"  # the reference: TRL's GRPOTrainer, offline, on the same machine
 REFERENCE = Variant("TRL GRPOTrainer, offline with both cores (not a trainer option)")
@@ -93,13 +93,12 @@ def run(names: list[str], duration_s: float, grid_s: float, work: Path, seed: in
         variant, path = VARIANTS.get(name, REFERENCE), work / f"{name}.json"
         if not path.is_file():
             result = run_trl(duration_s, grid_s, work / name, seed) if name == TRL else \
-                run_online(duration_s, grid_s, work / name, seed, variant.train_args,
+                run_online(duration_s, grid_s, work / name, seed, variant.trainer,
                            variant.lora_rank, paused_s)
             path.write_text(json.dumps(result, indent=2, default=str))
         runs[name] = json.loads(path.read_text())
-        table[name] = {"change": variant.change, "flags": variant.train_args
-                       or (f"rlvr demo --lora-rank {variant.lora_rank}"
-                           if variant.lora_rank else ""),
+        table[name] = {"change": variant.change, "settings": variant.trainer,
+                       "lora_rank": variant.lora_rank,
                        **summary(runs[name], duration_s, table.get("default"))}
         log.info("%s: %s", name, table[name])
     return {"measured_on": MEASURED_ON, "duration_s": duration_s, "grid_s": grid_s,

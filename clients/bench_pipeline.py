@@ -20,7 +20,7 @@ from pathlib import Path
 from clients.demo import DemoConfig, run_demo, time_to
 
 LEVELS = (0.86, 0.88, 0.9)
-MODES = {"series": "--no-pipeline", "pipeline": "--pipeline"}
+MODES = {"series": {"pipeline": False}, "pipeline": {"pipeline": True}}
 
 
 def summary(report: dict, duration_s: float) -> dict:
@@ -46,9 +46,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     runs = {}
-    for mode, flag in MODES.items():
+    for mode, trainer in MODES.items():
         report = run_demo(DemoConfig(out_dir=args.work / mode, duration_s=args.duration,
-                                     paused_s=args.paused, train_args=flag))
+                                     paused_s=args.paused, trainer=trainer))
         runs[mode] = summary(report, args.duration)
         print(mode, json.dumps(runs[mode]), flush=True)
     series, pipeline = runs["series"], runs["pipeline"]

@@ -23,9 +23,9 @@ from rlvr.store.checkpoints import CheckpointStore
 
 PAIRS = [(a, b) for a in range(1, 10) for b in range(1, 10)]
 BUDGETS = (0, 32)
-TRAIN_ARGS = ("--publish-every 4 --group-size 8 --prompts-per-step 4 --max-sampling-rounds 2 "
-              "--validation-share 0.25 --min-validation 10 --gate-max-budget 32 --micro-batch 8 "
-              "--temperature 0.8 --lr 2e-5")
+TRAINER = {"publish_every": 4, "group_size": 8, "prompts_per_step": 4, "max_sampling_rounds": 2,
+           "validation_share": 0.25, "min_validation": 10, "gate_max_budget": 32,
+           "micro_batch": 8, "temperature": 0.8, "lr": 2e-5}
 
 
 def accuracy(target: str, token: str) -> dict:
@@ -48,11 +48,11 @@ def run(duration: float, out: Path | None) -> dict:
     _, thinking = smollm2.build()
     work = Path("build/bench-real")
     server = ServerProcess(work, model=thinking, train="on", admin_tokens=["admin"],
-                           train_tokens=["traffic"], train_args=TRAIN_ARGS)
+                           train_tokens=["traffic"], trainer=TRAINER)
     try:
         server.wait_ready(600)
         start = time.monotonic()
-        report = {"train_args": TRAIN_ARGS, "base": accuracy(server.target, "traffic")}
+        report = {"trainer": TRAINER, "base": accuracy(server.target, "traffic")}
         while time.monotonic() - start < duration:
             accuracy(server.target, "traffic")  # the traffic the trainer learns from
         report["final"] = accuracy(server.target, "traffic")

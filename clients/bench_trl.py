@@ -159,8 +159,8 @@ def served_at_marks(curve: list[dict], duration_s: float, grid_s: float) -> list
 
 
 def run_online(duration_s: float, grid_s: float, out_dir: Path, seed: int,
-               train_args: str = "", lora_rank: int = 0, paused_s: float = 60.0) -> dict:
-    """`rlvr demo` with unlimited-thinking traffic, trainer seed `seed` and `train_args`
+               trainer: dict | None = None, lora_rank: int = 0, paused_s: float = 60.0) -> dict:
+    """`rlvr demo` with unlimited-thinking traffic, trainer seed `seed` and settings `trainer`
     (LoRA adapters of `lora_rank`, merged for scoring); then score the versions served at
     the grid's marks."""
     from clients.demo import DemoConfig, run_demo
@@ -168,7 +168,7 @@ def run_online(duration_s: float, grid_s: float, out_dir: Path, seed: int,
 
     report = run_demo(DemoConfig(out_dir=out_dir, duration_s=duration_s, paused_s=paused_s,
                                  final_eval=False, seed=seed, budgets=(None,),
-                                 train_args=f"--seed {seed} {train_args}".strip(),
+                                 trainer={"seed": seed, **(trainer or {})},
                                  lora_rank=lora_rank))
     store = CheckpointStore(Path(report["state_dir"]))
     points = [{"name": p["version"], "t_s": p["t_s"], "step": p["step"],

@@ -21,8 +21,9 @@ import signal
 import sys
 import time
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psutil
 from rich.console import Console
@@ -41,7 +42,7 @@ log = logging.getLogger(__name__)
 
 TARGETS = (0.8, 0.9)
 LIVE_WINDOW_S = 60.0  # latency percentiles shown live are over this many recent seconds
-KEEP_EVERY_VERSION = "--keep-versions 1000000"  # every promoted version is scored afterwards
+KEEP_EVERY_VERSION = {"keep_versions": 1_000_000}  # every promoted version is scored afterwards
 CURVE_BUDGETS = (None, 16)  # the full held-out curve: unlimited thinking and a tight budget
 
 
@@ -51,7 +52,7 @@ class DemoConfig:
     duration_s: float = 900.0
     paused_s: float = 60.0
     rate: float = 2.0
-    train_args: str = ""
+    trainer: dict[str, Any] = field(default_factory=dict)  # `rlvr train` settings to change
     final_eval: bool = True
     seed: int = 0
     budgets: tuple[int | None, ...] = BUDGETS  # the traffic's thinking budgets (None: unlimited)
@@ -255,9 +256,9 @@ def run_demo(cfg: DemoConfig) -> dict:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the server on the way out
     token = secrets.token_urlsafe(16)
     lora = {"max_lora_rank": cfg.lora_rank} if cfg.lora_rank else {}
-    train_args = f"{KEEP_EVERY_VERSION} --lora-rank {cfg.lora_rank} {cfg.train_args}".strip()
+    trainer = {**KEEP_EVERY_VERSION, "lora_rank": cfg.lora_rank, **cfg.trainer}
     server = ServerProcess(cfg.out_dir / f"run-{time.strftime('%Y%m%d-%H%M%S')}", train="on",
-                           train_args=train_args, admin_tokens=[token], **lora)
+                           trainer=trainer, admin_tokens=[token], **lora)
     console = Console(stderr=True)
     console.print(f"starting the server and its trainer (log: {server.log_path}) ...")
     try:

@@ -9,10 +9,12 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from rlvr.settings import toml_text
 from runtime.orphans import die_with_parent
 
 REPO = Path(__file__).resolve().parent.parent
@@ -35,29 +37,24 @@ def health_status(port: int, service: str, timeout: float = 2.0,
         return stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout).status
 
 
-def _toml_value(value) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    if isinstance(value, (str, Path)):
-        return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
-    return repr(value)
-
-
 class ServerProcess:
-    """`rlvr serve` in a subprocess with free ports, its own log file and TOML config."""
+    """`rlvr serve` in a subprocess with free ports, its own log file and TOML config;
+    `trainer` (settings of `rlvr train`) becomes the trainer child's config file."""
 
     def __init__(self, workdir: Path, model: Path | None = None,
-                 root_cert: bytes | None = None, state_dir: Path | None = None, **config):
+                 root_cert: bytes | None = None, state_dir: Path | None = None,
+                 trainer: dict[str, Any] | None = None, **config):
         workdir.mkdir(parents=True, exist_ok=True)
         config.setdefault("train", "off")  # tests and benchmarks start trainers themselves
         self.root_cert = root_cert  # set when the server uses TLS (config tls_cert/tls_key)
         self.port, self.metrics_port = free_port(), free_port()
         self.state_dir = state_dir or workdir / "state"
         self.log_path = workdir / "server.log"
+        if trainer is not None:
+            config["train_config"] = workdir / "trainer.toml"
+            config["train_config"].write_text(toml_text(trainer))
         config_path = workdir / "server.toml"
-        config_path.write_text("".join(f"{k} = {_toml_value(v)}\n" for k, v in config.items()))
+        config_path.write_text(toml_text(config))
         args = [sys.executable, "-m", "clients.cli", "serve", "--host", "127.0.0.1",
                 "--port", str(self.port), "--metrics-port", str(self.metrics_port),
                 "--state-dir", str(self.state_dir), "--config", str(config_path)]

@@ -1,8 +1,9 @@
 """The trainer's entry point: `python -m rl_loop [flags]`, which `rlvr train` runs too, and
 which `rlvr serve` starts as its supervised child (`runtime/trainer_process.py`).
 
-Flags are generated from `TrainerConfig` (`rl_loop/trainer_config.py`). The token comes from
-`--token`, else `$RLVR_TRAINER_TOKEN` (what the server hands its child), `$RLVR_ADMIN_TOKEN`,
+Settings are `TrainerConfig` (`rl_loop/trainer_config.py`): defaults < `--config FILE` <
+`RLVR_TRAINER_*` variables < flags. The token comes from `--token` (or the file, or
+`$RLVR_TRAINER_TOKEN`, what the server hands its child), else `$RLVR_ADMIN_TOKEN`,
 `$RLVR_TOKEN`. Without `--base-model` the trainer asks the server which model it serves.
 """
 
@@ -17,9 +18,9 @@ import sys
 from pathlib import Path
 
 from rl_loop import trainer_config
+from rlvr.settings import LOG_FORMAT, SettingsError
 from rlvr.store.training import TRAINER_TOKEN_ENV
 
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 class UsageError(Exception):
@@ -67,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level="INFO", format=LOG_FORMAT)
     try:
         run(trainer_config.from_args(args))
-    except UsageError as err:
+    except (SettingsError, UsageError) as err:
         print(f"rlvr train: error: {err}", file=sys.stderr)
         return 2
     return 0

@@ -17,37 +17,35 @@ verified-correct samples kept from earlier groups, including groups whose reward
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
-
-def _f(default, help: str, **kwargs):
-    return field(default=default, metadata={"help": help, **kwargs})
+from rlvr.settings import setting
 
 
 @dataclass
 class GRPOConfig:
     """The objective's settings; `rlvr train` has a flag for each (`--clip-low`, ...)."""
 
-    clip_low: float = _f(0.2, "PPO clip: ratio floor 1 - clip_low", minimum=0.0)
-    clip_high: float = _f(0.28, "PPO clip: ratio ceiling 1 + clip_high (clip-higher, DAPO)",
-                          minimum=0.0)
-    scale_rewards: bool = _f(True, "divide advantages by the group's reward std "
-                                   "(--no-scale-rewards = Dr. GRPO)")
-    kl_coef: float = _f(0.0, "> 0 adds kl_coef * k3 KL to the served (gated) version",
-                        minimum=0.0)
-    is_cap: float = _f(2.0, "cap of the truncated importance weight (behaviour = served)",
-                       minimum=1.0)
-    max_staleness: int = _f(1, "drop samples more than this many promotions old (the trainer "
-                               "keeps a copy of each such version's weights)", minimum=0)
-    epochs: int = _f(1, "passes over each step's batch (> 1: the ratio moves, the clip binds)",
-                     minimum=1)
-    minibatches: int = _f(1, "optimizer steps per pass (the batch split evenly, shuffled)",
-                          minimum=1)
-    replay_coef: float = _f(0.0, "> 0 adds replay_coef * NLL of verified-correct samples "
-                                 "replayed from earlier groups", minimum=0.0)
-    replay_rows: int = _f(16, "verified-correct rows replayed per optimizer step", minimum=1)
+    clip_low: float = setting(0.2, "PPO clip: ratio floor 1 - clip_low", minimum=0.0)
+    clip_high: float = setting(0.28, "PPO clip: ratio ceiling 1 + clip_high (clip-higher, DAPO)",
+                              minimum=0.0)
+    scale_rewards: bool = setting(True, "divide advantages by the group's reward std "
+                                       "(--no-scale-rewards = Dr. GRPO)")
+    kl_coef: float = setting(0.0, "> 0 adds kl_coef * k3 KL to the served (gated) version",
+                            minimum=0.0)
+    is_cap: float = setting(2.0, "cap of the truncated importance weight (behaviour = served)",
+                           minimum=1.0)
+    max_staleness: int = setting(1, "drop samples more than this many promotions old (the trainer "
+                                   "keeps a copy of each such version's weights)", minimum=0)
+    epochs: int = setting(1, "passes over each step's batch (> 1: the ratio moves, the clip binds)",
+                         minimum=1)
+    minibatches: int = setting(1, "optimizer steps per pass (the batch split evenly, shuffled)",
+                              minimum=1)
+    replay_coef: float = setting(0.0, "> 0 adds replay_coef * NLL of verified-correct samples "
+                                     "replayed from earlier groups", minimum=0.0)
+    replay_rows: int = setting(16, "verified-correct rows replayed per optimizer step", minimum=1)
 
 
 def group_advantages(rewards: torch.Tensor, scale: bool = True,

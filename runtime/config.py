@@ -1,19 +1,19 @@
 """Server configuration: one typed place, filled from defaults < config file < env vars < CLI flags.
 
 A config file is TOML with the field names below as top-level keys. Every field can also be set
-by an environment variable `RLVR_<FIELD>` (e.g. `RLVR_PORT=50052`, lists comma separated).
+by an environment variable `RLVR_<FIELD>` (e.g. `RLVR_PORT=50052`, lists comma separated) and
+by a flag of `rlvr serve` (`--port`); the layering is `rlvr/settings.py`'s, the trainer's too.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import os
-import shlex
-import tomllib
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rlvr import settings
+from rlvr.settings import setting
 from rlvr.store.layout import StateDir
 from runtime.budget import DEFAULT_CONTINUATION, DEFAULT_WRAP_UP
 from runtime.chat_format import THINK_END, THINK_START
@@ -29,89 +29,86 @@ class ConfigError(ValueError):
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 LORA_RANKS = (0, 1, 8, 16, 32, 64, 128, 256, 320, 512)  # 0, then the ranks vLLM accepts
+DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
 @dataclass
 class ServerConfig:
-    model: Path = MODEL_DIR
-    host: str = "0.0.0.0"
-    port: int = 50051
-    metrics_port: int = 9090  # 0 disables the /metrics endpoint
-    state_dir: Path = Path("state")
-    # Thinking delimiters (single tokens of the model); empty = the model does not think
-    think_start: str = THINK_START
-    think_end: str = THINK_END
-    # Thinking budgets (tokens)
-    default_budget: int = 256
-    max_budget: int = 4096
-    effort_low: int = 16
-    effort_medium: int = 64
-    effort_high: int = 256
-    default_wrap_up: str = DEFAULT_WRAP_UP
-    # The default wrap-up is injected only where it takes at most this share of the budget
-    # (1 = wherever it fits, 0 = never); a wrap-up the request sets is always injected.
-    # 0 by measurement (clients/bench_api_budgets.py): through the API the embedded model
-    # scores more at budgets 16, 32 and 64 with its whole budget to think in.
-    wrap_up_max_share: float = 0.0
-    default_continuation: str = DEFAULT_CONTINUATION
-    default_max_answer_tokens: int = 32
-    default_temperature: float = 0.0
-    max_n: int = 16
-    # Admission: user requests admitted at once (running plus queued); beyond it RESOURCE_EXHAUSTED
-    max_pending: int = 512
-    # Fair sharing: choices (n summed over requests) one caller may have in flight at once
-    # (a token, or the host of an anonymous caller); beyond it RESOURCE_EXHAUSTED. 0 = no
-    # limit. Shadow (trainer) samples are scheduled below users in vLLM instead. In vLLM's
-    # queue a request's priority is its caller's choices already in flight, so a light
-    # caller goes before a heavy one once the engine runs max_running_choices at once
-    # (vLLM's max_num_seqs; 0 = vLLM's default).
-    max_choices_per_caller: int = 128
-    max_running_choices: int = 0
-    max_prompt_chars: int = 1_000_000
-    # Engine
-    dtype: str = "auto"          # the model's own; or float32, bfloat16, float16
-    kv_cache_gib: float = 0.0    # 0 = automatic (CPU: 1 GiB; GPU: from gpu_memory_share)
-    # Share of the GPU the engine may take; 0 = automatic: 0.45 when the trainer runs beside
-    # it on the only GPU, else 0.9 (with two GPUs the trainer takes the second one)
-    gpu_memory_share: float = 0.0
-    # Engine outputs (and so stream messages) carry up to this many tokens; the first token of
-    # every request is sent at once. Fewer, larger messages: more throughput on few cores.
-    stream_interval: int = 4
-    max_model_len: int = 0  # 0 = the model's own context length
-    seed: int = 0
-    # > 0: the engine can serve LoRA adapter versions up to this rank (vLLM's enable_lora;
-    # one of vLLM's ranks: 1, 8, 16, 32, 64, 128, 256, 320, 512); promoting an adapter then
-    # loads it and switches new requests to it, with no pause
-    max_lora_rank: int = 0
-    # Lifecycle
-    drain_grace_s: float = 30.0
-    # Security: bearer tokens accepted in `authorization: Bearer <token>` (empty = no auth)
-    api_tokens: list[str] = field(default_factory=list)
-    admin_tokens: list[str] = field(default_factory=list)
-    # Trust: traffic from these tokens (and, with trust_local_anonymous, unauthenticated
-    # traffic from loopback when auth is off: the local demo) becomes training data.
-    train_tokens: list[str] = field(default_factory=list)
-    trust_local_anonymous: bool = True
-    # Verification and traces. Verifier work is queued per caller (round robin) and one
-    # caller holds at most verifier_workers_per_caller workers (0 = half of them, at least
-    # one), so slow references cost their own caller. A request's timeout_s defaults to
-    # verifier_timeout_s and may not exceed max_verifier_timeout_s; a math reference must
-    # parse and compare within reference_check_s at admission.
-    verifier_workers: int = 2
-    verifier_workers_per_caller: int = 0
-    verifier_timeout_s: float = 10.0
-    max_verifier_timeout_s: float = 30.0
-    reference_check_s: float = 2.0
-    trace_max_rows: int = 1_000_000
-    trace_max_age_days: float = 30.0
-    feedback_window_s: float = 86400.0
-    tls_cert: Path | None = None
-    tls_key: Path | None = None
-    log_level: str = "INFO"
-    # Online learning: "auto" runs the trainer (a child process) for the embedded model only;
-    # "on" for any model, "off" never. train_args are extra `rlvr train` flags, e.g. "--lr 1e-4".
-    train: str = "auto"
-    train_args: str = ""
+    model: Path = setting(MODEL_DIR, "the model's folder (Hugging Face layout); default: the "
+                                     "embedded demo model")
+    host: str = setting("0.0.0.0", "address to listen on")
+    port: int = setting(50051, "gRPC port")
+    metrics_port: int = setting(9090, "Prometheus /metrics port (0: no endpoint)")
+    state_dir: Path = setting(Path("state"), "traces, checkpoints and the trainer's state")
+    think_start: str = setting(THINK_START, "token that opens thinking (a single token of the "
+                                            "model; empty: the model does not think)")
+    think_end: str = setting(THINK_END, "token that closes thinking")
+    default_budget: int = setting(256, "thinking budget (tokens) of a request that sets none")
+    max_budget: int = setting(4096, "largest thinking budget a request may ask")
+    effort_low: int = setting(16, "thinking budget of effort=low")
+    effort_medium: int = setting(64, "thinking budget of effort=medium")
+    effort_high: int = setting(256, "thinking budget of effort=high")
+    default_wrap_up: str = setting(DEFAULT_WRAP_UP, "text injected when the budget runs out")
+    wrap_up_max_share: float = setting(
+        0.0, "the default wrap-up is injected only where it takes at most this share of the "
+             "budget (1: wherever it fits, 0: never; a request's own wrap-up always is); 0 by "
+             "measurement: the embedded model scores more at budgets 16-64 with its whole "
+             "budget to think in (clients/bench_api_budgets.py)")
+    default_continuation: str = setting(DEFAULT_CONTINUATION, "text that opens the answer "
+                                                              "after forced end of thinking")
+    default_max_answer_tokens: int = setting(32, "answer tokens of a request that sets none")
+    default_temperature: float = setting(0.0, "sampling temperature of a request that sets none")
+    max_n: int = setting(16, "most choices one request may ask")
+    max_pending: int = setting(512, "user requests admitted at once (running plus queued); "
+                                    "beyond: RESOURCE_EXHAUSTED")
+    max_choices_per_caller: int = setting(
+        128, "choices (n summed over requests) one caller (a token, or an anonymous caller's "
+             "host) may have in flight; beyond: RESOURCE_EXHAUSTED (0: no limit). In vLLM's "
+             "queue a request's priority is its caller's choices in flight, so a light caller "
+             "goes first once the engine is full; shadow samples queue below users")
+    max_running_choices: int = setting(0, "choices the engine runs at once (vLLM's "
+                                          "max_num_seqs; 0: vLLM's default)")
+    max_prompt_chars: int = setting(1_000_000, "longest prompt accepted (characters)")
+    dtype: str = setting("auto", "auto: the model's own", choices=DTYPES)
+    kv_cache_gib: float = setting(0.0, "KV cache size (0: automatic; CPU 1 GiB, GPU from "
+                                       "gpu_memory_share)")
+    gpu_memory_share: float = setting(0.0, "share of the GPU the engine may take (0: automatic: "
+                                           "0.45 beside the trainer on the only GPU, else 0.9)")
+    stream_interval: int = setting(4, "tokens per engine output and stream message (the first "
+                                      "is sent at once); fewer, larger messages on few cores")
+    max_model_len: int = setting(0, "context length (0: the model's own)")
+    seed: int = setting(0, "the engine's sampling seed")
+    max_lora_rank: int = setting(0, "> 0: serve LoRA adapter versions up to this rank, one of "
+                                    "vLLM's (promoting an adapter switches new requests with "
+                                    "no pause)", choices=LORA_RANKS)
+    drain_grace_s: float = setting(30.0, "on SIGTERM, seconds in-flight requests may finish in")
+    api_tokens: list[str] = setting(factory=list, help="bearer tokens accepted (comma "
+                                                       "separated; none: no auth)")
+    admin_tokens: list[str] = setting(factory=list, help="bearer tokens of the admin service")
+    train_tokens: list[str] = setting(factory=list, help="tokens whose traffic becomes "
+                                                         "training data")
+    trust_local_anonymous: bool = setting(True, "with auth off, unauthenticated traffic from "
+                                                "loopback is trusted for training (the demo)")
+    verifier_workers: int = setting(2, "verifier processes (work is queued per caller, round "
+                                       "robin)")
+    verifier_workers_per_caller: int = setting(0, "verifier workers one caller may hold "
+                                                  "(0: half of them, at least one)")
+    verifier_timeout_s: float = setting(10.0, "a request's verifier timeout when it sets none")
+    max_verifier_timeout_s: float = setting(30.0, "largest verifier timeout a request may ask")
+    reference_check_s: float = setting(2.0, "a math reference must parse and compare within "
+                                            "this at admission")
+    trace_max_rows: int = setting(1_000_000, "traces kept (oldest deleted first)")
+    trace_max_age_days: float = setting(30.0, "traces older than this are deleted")
+    feedback_window_s: float = setting(86400.0, "seconds after a response its feedback is "
+                                                "accepted")
+    tls_cert: Path | None = setting(None, "PEM certificate chain (with tls_key: serve TLS)")
+    tls_key: Path | None = setting(None, "PEM private key of tls_cert")
+    log_level: str = setting("INFO", "logging level", choices=LOG_LEVELS)
+    train: str = setting("auto", "online learning: auto (a trainer child for the embedded "
+                                 "model only), on (any model), off", choices=("auto", "on", "off"))
+    train_config: Path | None = setting(None, "TOML file of the trainer child's settings "
+                                              "(`rlvr train`'s fields; RLVR_TRAINER_* variables "
+                                              "override it)")
 
     def effort_budget(self, effort: str) -> int:
         return {"low": self.effort_low, "medium": self.effort_medium,
@@ -144,12 +141,6 @@ class ServerConfig:
         for name in ("port", "metrics_port"):
             if not 0 <= getattr(self, name) <= 65535:
                 raise ConfigError(f"{name} must be between 0 and 65535")
-        if self.log_level not in LOG_LEVELS:
-            raise ConfigError(f"log_level must be one of {', '.join(LOG_LEVELS)}, "
-                              f"got {self.log_level!r}")
-        if self.max_lora_rank not in LORA_RANKS:
-            raise ConfigError(f"max_lora_rank must be one of {', '.join(map(str, LORA_RANKS))} "
-                              f"(0 = no adapters), got {self.max_lora_rank}")
         for name in ("default_budget", "max_budget", "effort_low", "effort_medium",
                      "effort_high", "default_max_answer_tokens", "max_n", "max_pending",
                      "verifier_workers", "trace_max_rows", "stream_interval"):
@@ -176,74 +167,21 @@ class ServerConfig:
         if not 0 <= self.gpu_memory_share <= 1:
             raise ConfigError("gpu_memory_share must be in (0, 1] (0 = automatic), got "
                               f"{self.gpu_memory_share}")
-        if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
-            raise ConfigError(f"dtype must be auto, float32, bfloat16 or float16, got {self.dtype!r}")
         if self.default_budget > self.max_budget:
             raise ConfigError("default_budget must not exceed max_budget")
         if not (self.model / "config.json").is_file():
             raise ConfigError(f"model: {self.model} is not a model folder (no config.json)")
-        if self.train not in ("auto", "on", "off"):
-            raise ConfigError(f"train must be auto, on or off, got {self.train!r}")
-        try:
-            shlex.split(self.train_args)
-        except ValueError as err:
-            raise ConfigError(f"train_args: {err}") from None
+        if self.train_config is not None and not self.train_config.is_file():
+            raise ConfigError(f"train_config: no such file {self.train_config}")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ConfigError("tls_cert and tls_key must be given together")
         return self
 
 
-def _coerce(name: str, kind: Any, value: Any) -> Any:
-    """Convert a file/env/CLI value to the field's declared type, or raise ConfigError."""
-    text_kind = str(kind)
-    try:
-        if "list" in text_kind:
-            if isinstance(value, str):
-                return [v.strip() for v in value.split(",") if v.strip()]
-            if isinstance(value, list) and all(isinstance(v, str) for v in value):
-                return value
-            raise TypeError("expected a list of strings")
-        if value is None:
-            return None
-        if "Path" in text_kind:
-            return Path(value)
-        if text_kind in ("int", "<class 'int'>"):
-            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-                raise TypeError("expected an integer")
-            return int(value)
-        if text_kind in ("float", "<class 'float'>"):
-            return float(value)
-        if text_kind in ("bool", "<class 'bool'>"):
-            if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on", "0",
-                                                             "false", "no", "off"):
-                return value.lower() in ("1", "true", "yes", "on")
-            if isinstance(value, bool):
-                return value
-            raise TypeError("expected true or false")
-        return str(value)
-    except (TypeError, ValueError) as err:
-        raise ConfigError(f"{name}: {value!r} is not a valid {text_kind} ({err})") from None
-
-
 def load_config(path: Path | None = None, overrides: dict[str, Any] | None = None,
-                env: dict[str, str] | None = None) -> ServerConfig:
+                env: Mapping[str, str] | None = None) -> ServerConfig:
     """Defaults, then the TOML file, then RLVR_* env vars, then explicit overrides (CLI flags)."""
-    fields = {f.name: f.type for f in dataclasses.fields(ServerConfig)}
-    values: dict[str, Any] = {}
-    if path is not None:
-        try:
-            data = tomllib.loads(Path(path).read_text())
-        except (OSError, tomllib.TOMLDecodeError) as err:
-            raise ConfigError(f"config file {path}: {err}") from None
-        for key, value in data.items():
-            if key not in fields:
-                raise ConfigError(f"config file {path}: unknown key {key!r}")
-            values[key] = _coerce(key, fields[key], value)
-    env = os.environ if env is None else env
-    for name, kind in fields.items():
-        if f"RLVR_{name.upper()}" in env:
-            values[name] = _coerce(f"RLVR_{name.upper()}", kind, env[f"RLVR_{name.upper()}"])
-    for name, value in (overrides or {}).items():
-        if value is not None:
-            values[name] = _coerce(name, fields[name], value)
-    return ServerConfig(**values).validate()
+    try:
+        return settings.load(ServerConfig, path, env, overrides, prefix="RLVR_").validate()
+    except settings.SettingsError as err:
+        raise ConfigError(str(err)) from None

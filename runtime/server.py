@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-import shlex
 import signal
 import time
 from contextlib import aclosing
@@ -385,12 +384,9 @@ class Server:
                  self.engine.weight_version)
         if self.trainer_token:
             host = "localhost" if self.config.host in ("0.0.0.0", "::", "") else self.config.host
-            extra = (f"--base-model {shlex.quote(str(self.config.model.resolve()))} "
-                     + self.config.train_args
-                     + (f" --tls-ca {shlex.quote(str(self.config.tls_cert))}"
-                        if self.config.tls_cert else ""))
             self.trainer = TrainerProcess(f"{host}:{self.port}", self.config.state_dir,
-                                          self.trainer_token, extra)
+                                          self.trainer_token, self.config.model.resolve(),
+                                          self.config.train_config, self.config.tls_cert)
             self.trainer.start()
             self.metrics.trainer_restarts.set_function(lambda: self.trainer.restarts)
         orphans.record(self.config.state_dir)

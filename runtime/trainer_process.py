@@ -4,7 +4,10 @@ Started once the server is ready, with an internal token (passed in the environm
 the command line) that lets it send shadow samples and promote versions. Restarted with a
 growing back-off when it crashes (it resumes from its checkpoint and trace cursor); stopped
 before the server drains. The child is `python -m rl_loop` (`rl_loop/entrypoint.py`); `rlvr
-train` runs the same trainer standalone.
+train` runs the same trainer standalone. Its settings are the server's `train_config` file
+(and `RLVR_TRAINER_*` variables), plus the facts the server knows: its address, state
+directory, model folder and certificate. A child that exits with status 2 (a setting it
+cannot start with) is not restarted: the reason is in the server's log and training status.
 """
 
 from __future__ import annotations
@@ -12,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import shlex
 import sys
 from pathlib import Path
 
@@ -20,14 +22,17 @@ from rlvr.store.training import TRAINER_TOKEN_ENV
 from runtime.orphans import die_with_parent
 
 log = logging.getLogger(__name__)
-
+USAGE_ERROR = 2  # the trainer's exit status for settings it cannot start with
 
 
 class TrainerProcess:
-    def __init__(self, server: str, state_dir: Path, token: str, extra_args: str = "",
+    def __init__(self, server: str, state_dir: Path, token: str, base_model: Path,
+                 config: Path | None = None, root_cert: Path | None = None,
                  max_restarts: int = 5, backoff_s: float = 2.0):
         self.args = [sys.executable, "-m", "rl_loop", "--server", server,
-                     "--state-dir", str(state_dir), *shlex.split(extra_args)]
+                     "--state-dir", str(state_dir), "--base-model", str(base_model)]
+        self.args += ["--config", str(config)] if config else []
+        self.args += ["--tls-ca", str(root_cert)] if root_cert else []
         self.token, self.max_restarts, self.backoff_s = token, max_restarts, backoff_s
         self.proc: asyncio.subprocess.Process | None = None
         self.stopping = False
@@ -47,6 +52,11 @@ class TrainerProcess:
             code = await self.proc.wait()
             if self.stopping or code == 0:
                 log.info("trainer exited (%d)", code)
+                return
+            if code == USAGE_ERROR:
+                self.failure = ("failed: its settings are invalid (see the server log); "
+                                "serving goes on without training")
+                log.error("trainer %s", self.failure)
                 return
             if attempt == self.max_restarts:
                 self.failure = (f"failed: exited with status {code} after {self.restarts} "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from clients.bench_budget import BudgetRequest, control, make_requests
@@ -180,21 +182,21 @@ def test_options_bench_runs_the_default_first_reuses_runs_and_renders_ratios(tmp
 
     latency = {"running": {"latency_p50_s": 0.6, "latency_p99_s": 2.0, "failed": 0},
                "paused": {"latency_p50_s": 0.5, "latency_p99_s": 1.5, "failed": 1}}
-    curves = {"": [(0, 0.83), (200, 0.86), (400, 0.87)],
-              "--minibatches 2": [(0, 0.83), (100, 0.87), (300, 0.885)]}
+    curves = {"{}": [(0, 0.83), (200, 0.86), (400, 0.87)],
+              '{"minibatches": 2}': [(0, 0.83), (100, 0.87), (300, 0.885)]}
     started = []
 
-    def fake_online(duration_s, grid_s, out_dir, seed, train_args, lora_rank, paused_s):
-        started.append((out_dir.name, train_args, lora_rank))
+    def fake_online(duration_s, grid_s, out_dir, seed, trainer, lora_rank, paused_s):
+        started.append((out_dir.name, trainer, lora_rank))
         return {"steps": 30, "promoted": 2, "rejected": 0, "latency": latency,
                 "phase_seconds": {"training": 100.0, "sampling": 80.0, "gate": 40.0},
-                "curve": [{"t_s": t, "step": 0, "accuracy": a} for t, a in curves[train_args]]}
+                "curve": [{"t_s": t, "step": 0, "accuracy": a} for t, a in curves[json.dumps(trainer)]]}
 
     monkeypatch.setattr(bench_options, "run_online", fake_online)
     with pytest.raises(ValueError, match="unknown variant.*nope"):
         bench_options.run(["nope"], 450.0, 45.0, tmp_path)
     result = bench_options.run(["minibatches-2"], 450.0, 45.0, tmp_path)
-    assert started == [("default", "", 0), ("minibatches-2", "--minibatches 2", 0)]
+    assert started == [("default", {}, 0), ("minibatches-2", {"minibatches": 2}, 0)]
     mb = result["variants"]["minibatches-2"]
     assert mb["time_to_s"] == {"0.86": 100, "0.88": 300, "0.9": None}
     assert mb["time_ratio_to_default"] == {"0.86": 0.5, "0.88": None, "0.9": None}

@@ -135,7 +135,8 @@ def test_history_means_what_it_says(tmp_path):
 
 
 def test_the_supervisor_honours_its_restart_cap_and_reports_the_failure(tmp_path):
-    proc = TrainerProcess("localhost:1", tmp_path, "token", max_restarts=2, backoff_s=0.01)
+    proc = TrainerProcess("localhost:1", tmp_path, "token", tmp_path, max_restarts=2,
+                          backoff_s=0.01)
     proc.args = [sys.executable, "-c", "raise SystemExit(3)"]
 
     async def supervise():
@@ -145,3 +146,18 @@ def test_the_supervisor_honours_its_restart_cap_and_reports_the_failure(tmp_path
     assert proc.restarts == 2 and proc.failure.startswith("failed: exited with status 3")
     admin = AdminService(None, tmp_path, lambda: True, trainer_failure=lambda: proc.failure)
     assert admin._status().state == proc.failure
+
+
+def test_a_trainer_child_with_bad_settings_is_not_restarted(tmp_path):
+    """The real child (`python -m rl_loop`) handed a config file with a bad value exits 2 at
+    once; the supervisor reports it instead of restarting it five times."""
+    config = tmp_path / "trainer.toml"
+    config.write_text("group_size = 1\n")
+    proc = TrainerProcess("localhost:1", tmp_path, "token", MODEL_DIR, config, max_restarts=2,
+                          backoff_s=0.01)
+
+    async def supervise():
+        proc.start()
+        await proc.task
+    asyncio.run(supervise())
+    assert proc.restarts == 0 and "settings are invalid" in proc.failure

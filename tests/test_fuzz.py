@@ -18,7 +18,7 @@ from grpc_health.v1 import health_pb2
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from clients.launch import _toml_value
+from rlvr.settings import toml_value
 from rlvr.v1 import reasoning_pb2 as pb
 from rlvr.v1 import reasoning_pb2_grpc as pb_grpc
 from runtime.config import ConfigError, ServerConfig, load_config
@@ -160,7 +160,7 @@ config_values = st.one_of(st.integers(-2**40, 2**40), st.floats(allow_nan=True),
                                  text, max_size=2))
 def test_config_file_and_env_fuzz_only_raise_config_errors(tmp_path_factory, data, env):
     path = tmp_path_factory.mktemp("cfg") / "c.toml"
-    path.write_text("".join(f"{json.dumps(k)} = {_toml_value(v)}\n" for k, v in data.items()))
+    path.write_text("".join(f"{json.dumps(k)} = {toml_value(v)}\n" for k, v in data.items()))
     try:
         load_config(path, env=env)
     except ConfigError as err:

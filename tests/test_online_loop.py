@@ -148,9 +148,9 @@ def test_serve_runs_the_trainer_which_survives_kill_9_of_itself_and_of_the_serve
     """`rlvr serve` supervises the trainer; kill -9 of the trainer, then of the server
     mid-traffic: the restart serves the last promoted version, the trainer resumes from its
     cursor and step, and every committed trace is still there."""
-    args = "--publish-every 2 --prompts-per-step 4 --group-size 4 --gate-tasks 10 " \
-           "--gate-z 1e9 --min-validation 1 --poll-s 0.2"
-    first = ServerProcess(tmp_path, train="on", train_args=args, admin_tokens=[ADMIN_TOKEN])
+    trainer = {"publish_every": 2, "prompts_per_step": 4, "group_size": 4, "gate_tasks": 10,
+               "gate_z": 1e9, "min_validation": 1, "poll_s": 0.2}
+    first = ServerProcess(tmp_path, train="on", trainer=trainer, admin_tokens=[ADMIN_TOKEN])
     state = first.state_dir
     try:
         first.wait_ready()
@@ -199,7 +199,7 @@ def test_serve_runs_the_trainer_which_survives_kill_9_of_itself_and_of_the_serve
     finally:
         first.stop()
 
-    second = ServerProcess(tmp_path / "again", train="on", train_args=args,
+    second = ServerProcess(tmp_path / "again", train="on", trainer=trainer,
                            admin_tokens=[ADMIN_TOKEN], state_dir=state)
     try:
         second.wait_ready()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import os
+import dataclasses
 import re
 import shutil
 import subprocess
@@ -78,7 +79,7 @@ def test_ci_runs_exactly_the_readme_test_command():
 
 def test_readme_layout_names_every_module_and_only_modules_that_exist():
     layout = readme_layout()
-    for package in ("runtime", "rl_loop", "clients", "clients/cli", "rlvr/store"):
+    for package in ("runtime", "rl_loop", "clients", "clients/cli", "rlvr", "rlvr/store"):
         section = re.search(rf"^- `{package}/` — (.*?)(?=^- `)", layout, re.M | re.S).group(1)
         named = set(re.findall(r"`([a-z_0-9]+\.py)`", section))
         present = {p.name for p in (REPO / package).glob("*.py") if p.name != "__init__.py"}
@@ -102,8 +103,8 @@ def test_config_layers_and_errors(tmp_path):
     for text, needle in [("bogus = 1\n", "unknown key 'bogus'"), ("port = 'x'\n", "port"),
                          ("port = 99999\n", "port"), ("default_budget = 9000\n", "default_budget"),
                          ("max_n = 1.5\n", "max_n"), ("port = \n", "config file"),
-                         ("train = 'maybe'\n", "train must be auto, on or off"),
-                         ("train_args = '--lr \"1e-4'\n", "train_args"),
+                         ("train = 'maybe'\n", "train must be one of auto, on, off"),
+                         ("train_config = '/no/such.toml'\n", "train_config: no such file"),
                          ("max_lora_rank = 4\n", "max_lora_rank must be one of 0, 1, 8, 16"),
                          ("log_level = 'LOUD'\n", "log_level must be one of DEBUG, INFO")]:
         path.write_text(text)
@@ -112,6 +113,49 @@ def test_config_layers_and_errors(tmp_path):
     with pytest.raises(ConfigError, match="RLVR_PORT"):
         load_config(None, env={"RLVR_PORT": "eighty"})
     assert load_config(None, env={"RLVR_LOG_LEVEL": "DEBUG"}).log_level == "DEBUG"  # read now
+
+
+def test_trainer_settings_layer_like_the_servers(tmp_path):
+    """defaults < TOML file < RLVR_TRAINER_* < flags, the GRPO objective's keys included; a
+    bad value names its key, variable or flag."""
+    import argparse
+
+    from rl_loop import trainer_config
+    from rlvr.settings import SettingsError
+
+    parser = argparse.ArgumentParser()
+    trainer_config.add_arguments(parser)
+    path = tmp_path / "trainer.toml"
+    path.write_text("lr = 2e-5\ngroup_size = 4\nepochs = 2\npipeline = true\n")
+    env = {"RLVR_TRAINER_GROUP_SIZE": "6", "RLVR_TRAINER_KL_COEF": "0.1", "RLVR_PORT": "1"}
+    cfg = trainer_config.from_args(parser.parse_args(["--config", str(path), "--epochs", "3"]),
+                                   env)
+    assert (cfg.lr, cfg.group_size, cfg.pipeline, cfg.prompts_per_step) == (2e-5, 6, True, 8)
+    assert (cfg.objective.epochs, cfg.objective.kl_coef) == (3, 0.1)
+    assert trainer_config.read_file(path) == {"lr": 2e-5, "group_size": 4, "epochs": 2,
+                                              "pipeline": True}
+    for text, env, needle in [("group_size = 1\n", {}, "group_size must be >= 2"),
+                              ("bogus = 1\n", {}, "unknown key 'bogus'"),
+                              ("lr = 'fast'\n", {}, "lr: 'fast' is not a valid float"),
+                              ("", {"RLVR_TRAINER_EPOCHS": "0"}, "RLVR_TRAINER_EPOCHS must be >= 1"),
+                              ("", {"RLVR_TRAINER_PIPELINE": "maybe"}, "RLVR_TRAINER_PIPELINE")]:
+        path.write_text(text)
+        with pytest.raises(SettingsError, match=re.escape(needle)):
+            trainer_config.from_args(parser.parse_args(["--config", str(path)]), env)
+
+
+def test_rlvr_serve_has_a_flag_per_server_setting():
+    from clients.cli import build_parser
+    from runtime.entrypoint import config_from_args
+
+    args = build_parser().parse_args(["--log-level", "DEBUG", "serve", "--max-n", "4",
+                                      "--api-tokens", "a,b", "--no-trust-local-anonymous",
+                                      "--no-train"])
+    config = config_from_args(args)
+    assert (config.max_n, config.api_tokens, config.trust_local_anonymous) == (4, ["a", "b"], False)
+    assert (config.log_level, config.train) == ("DEBUG", "off")
+    flags = {a.dest for a in build_parser()._subparsers._group_actions[0].choices["serve"]._actions}
+    assert {f.name for f in dataclasses.fields(ServerConfig)} - flags == {"log_level"}  # rlvr's
 
 
 @pytest.mark.parametrize("args,needle", [
@@ -151,6 +195,9 @@ def test_cli_ask_reports_an_unreachable_server():
 @pytest.mark.parametrize("module,args,needle", [
     ("runtime", ["--config", "missing.toml"], "rlvr serve: error: config file missing.toml"),
     ("rl_loop", ["--device", "tpu"], "rlvr train: error: --device must be auto, cpu or cuda"),
+    ("rl_loop", ["--config", "missing.toml"], "rlvr train: error: config file missing.toml"),
+    ("runtime", ["--max-n", "0"], "rlvr serve: error: max_n must be positive"),
+    ("runtime", ["--port", "x"], "argument --port: 'x' is not a valid int"),
 ])
 def test_server_and_trainer_entry_points_report_bad_settings_in_one_line(module, args, needle):
     """`python -m runtime` and `python -m rl_loop` (what `rlvr serve` starts its trainer as)."""

@@ -118,11 +118,12 @@ def test_training_ids_are_the_sampled_ids_not_retokenised_text(smollm2, tmp_path
 
 def test_online_loop_on_the_real_model(smollm2, tmp_path):
     _, thinking = smollm2
-    train_args = ("--publish-every 2 --group-size 4 --prompts-per-step 4 --max-sampling-rounds 1 "
-                  "--validation-share 0.25 --min-validation 4 --gate-z 1e9 --gate-max-budget 32 "
-                  "--micro-batch 4 --temperature 1.0 --lr 2e-5 --poll-s 0.5")
+    trainer = {"publish_every": 2, "group_size": 4, "prompts_per_step": 4,
+               "max_sampling_rounds": 1, "validation_share": 0.25, "min_validation": 4,
+               "gate_z": 1e9, "gate_max_budget": 32, "micro_batch": 4, "temperature": 1.0,
+               "lr": 2e-5, "poll_s": 0.5}
     server = ServerProcess(tmp_path, model=thinking, train="on", admin_tokens=[ADMIN_TOKEN],
-                           train_tokens=["traffic"], train_args=train_args)
+                           train_tokens=["traffic"], trainer=trainer)
     status_path = server.state_dir / "trainer_status.json"
 
     def status() -> dict:

@@ -99,7 +99,7 @@ async def soak_until(traffic: Traffic, done, min_s: float, hard_s: float,
 def test_soak_mixed_traffic_with_training(tmp_path):
     server = ServerProcess(tmp_path, train="on", admin_tokens=[ADMIN_TOKEN],
                            api_tokens=[API_TOKEN], trace_max_rows=TRACE_CAP,
-                           train_args=f"--publish-every 2 --gate-tasks 20 --keep-versions {KEEP}")
+                           trainer={"publish_every": 2, "gate_tasks": 20, "keep_versions": KEEP})
     samples: list[dict] = []
     seen: dict[str, int] = {}
     try:

@@ -16,6 +16,7 @@ import sys
 from clients.cli import (admin, ask, bench, build_model, demo, evaluate, serve, traces, traffic,
                          train, train_base)
 from clients.cli.errors import CliError
+from rlvr.settings import LOG_FORMAT
 from runtime.config import LOG_LEVELS
 
 SUBCOMMANDS = (serve, ask, train, traffic, demo, admin, traces, bench, evaluate, train_base,
@@ -40,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")
     level = args.log_level or "INFO"  # `rlvr serve` then applies its config's log_level
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING" if level == "INFO" else level)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=level, format=LOG_FORMAT)
     try:
         return args.func(args)
     except CliError as err:

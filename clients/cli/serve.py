@@ -1,42 +1,45 @@
-"""`rlvr serve`: the server (`runtime/entrypoint.py`) with its settings as flags on top
-of the config file and `RLVR_*` variables."""
+"""`rlvr serve`: the server (`runtime/entrypoint.py`), a flag per setting on top of the config
+file and `RLVR_*` variables (`--log-level` is `rlvr`'s own flag, before the subcommand)."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from clients import arguments
 from clients.cli.errors import CliError
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    from runtime.entrypoint import add_arguments
+
     p = sub.add_parser("serve", help="serve the model over gRPC (the embedded model by default)")
-    p.add_argument("--model", type=arguments.model_dir, default=None)
-    p.add_argument("--host", default=None)
-    p.add_argument("--port", type=arguments.non_negative_int, default=None)
-    p.add_argument("--metrics-port", type=arguments.non_negative_int, default=None)
-    p.add_argument("--state-dir", type=Path, default=None)
-    p.add_argument("--config", type=Path, default=None, help="TOML file of ServerConfig fields")
-    p.add_argument("--train", choices=["auto", "on", "off"], default=None,
-                   help="run the online trainer (auto: for the embedded model)")
-    p.add_argument("--no-train", dest="train", action="store_const", const="off",
-                   help="serve only (same as --train off)")
-    p.add_argument("--train-args", default=None, help="extra `rlvr train` flags, one string")
+    add_arguments(p, exclude=("log_level",))
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Serve the model over gRPC until SIGTERM/SIGINT (then drain and exit 0)."""
-    from runtime.config import ConfigError, load_config
-    from runtime.entrypoint import serve
+    from runtime.config import ConfigError
+    from runtime.entrypoint import config_from_args, serve
     from runtime.server import StartupError
 
-    overrides = {"model": args.model, "host": args.host, "port": args.port,
-                 "metrics_port": args.metrics_port, "state_dir": args.state_dir,
-                 "train": args.train, "train_args": args.train_args, "log_level": args.log_level}
     try:
-        serve(load_config(args.config, overrides))
+        config = config_from_args(args)
+        if config.runs_trainer and config.train_config is not None:
+            check_trainer_settings(config.train_config)
+        serve(config)
     except (ConfigError, StartupError) as err:
         raise CliError(str(err)) from None
     return 0
+
+
+def check_trainer_settings(path: Path) -> None:
+    """The trainer child's file, checked before the server starts (the server itself cannot:
+    it imports nothing of the trainer; a child that finds it bad exits and is not restarted)."""
+    from rl_loop.trainer_config import read_file
+    from rlvr.settings import SettingsError
+
+    try:
+        read_file(path)
+    except SettingsError as err:
+        raise CliError(f"train_config: {err}") from None

@@ -17,9 +17,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """The online GRPO trainer, standalone (talks to the server at --server)."""
     from rl_loop import entrypoint
+    from rlvr.settings import SettingsError
 
     try:
         entrypoint.run(trainer_config.from_args(args))
-    except entrypoint.UsageError as err:
+    except (SettingsError, entrypoint.UsageError) as err:
         raise CliError(str(err)) from None
     return 0
