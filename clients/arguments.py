@@ -7,7 +7,7 @@ from pathlib import Path
 
 
 def budgets(text: str) -> list[int | None]:
-    from rl_loop.evaluate import parse_budget
+    from runtime.budget import parse_budget
 
     try:
         return [parse_budget(part) for part in text.split(",") if part.strip()]

@@ -15,8 +15,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from rl_loop.tasks import load_heldout
-from rl_loop.tiny_model import MODEL_DIR, chat_prompt_ids
+from rl_loop.toy.tasks import load_heldout
+from rl_loop.toy.tiny_model import MODEL_DIR, chat_prompt_ids
 
 
 @dataclass
@@ -119,7 +119,7 @@ async def grpc_rounds(target: str, prompts: list[str], concurrency: int, rounds:
 
 def summary(name: str, rounds: list[Round]) -> dict:
     """Median throughput over rounds; latency percentiles over every request of every round."""
-    from rl_loop.traffic import percentile
+    from rl_loop.toy.traffic import percentile
 
     tps = [r.tokens_per_s for r in rounds]
     ttfts = [t for r in rounds for t in r.ttfts]

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from clients.client import AsyncClient
 from clients.launch import ServerProcess
-from rl_loop.tasks import load_heldout
+from rl_loop.toy.tasks import load_heldout
 from runtime.budget import DEFAULT_WRAP_UP
 
 BUDGETS = (16, 32, 64)

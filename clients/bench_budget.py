@@ -14,8 +14,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from rl_loop.tasks import load_heldout
-from rl_loop.tiny_model import MODEL_DIR, chat_prompt_ids
+from rl_loop.toy.tasks import load_heldout
+from rl_loop.toy.tiny_model import MODEL_DIR, chat_prompt_ids
 
 TEMPERATURE = 0.8
 ANSWER_TOKENS = 16
@@ -65,7 +65,7 @@ def vllm_thinking(model: Path, requests: list[BudgetRequest]) -> list[int]:
     """vLLM's native budget: `thinking_token_budget` forces `</think>` at the cap."""
     from vllm import LLM, SamplingParams
 
-    from rl_loop.evaluate import split_completion
+    from rl_loop.toy.evaluate import split_completion
     from runtime.engine_args import engine_kwargs
 
     llm = LLM(**engine_kwargs(model))

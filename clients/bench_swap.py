@@ -19,9 +19,9 @@ from pathlib import Path
 
 from clients.client import AsyncClient, RlvrError
 from rlvr.store.checkpoints import CheckpointStore
-from rl_loop.tasks import load_heldout
-from rl_loop.tiny_model import MODEL_DIR
-from rl_loop.traffic import percentile
+from rl_loop.toy.tasks import load_heldout
+from rl_loop.toy.tiny_model import MODEL_DIR
+from rl_loop.toy.traffic import percentile
 
 
 @dataclass

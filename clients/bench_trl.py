@@ -34,9 +34,9 @@ import statistics
 import time
 from pathlib import Path
 
-from rl_loop import tasks
+from rl_loop.toy import tasks
 from rlvr.store.checkpoints import CheckpointStore
-from rl_loop.tiny_model import MODEL_DIR
+from rl_loop.toy.tiny_model import MODEL_DIR
 from runtime.verifiers.numeric import numeric_equal
 
 log = logging.getLogger(__name__)
@@ -84,7 +84,7 @@ def time_to(curve: list[dict], target: float) -> float | None:
 def score(points: list[dict]) -> list[dict]:
     """Each point's weights ("path") scored on the larger held-out set, in one engine:
     [{"t_s", "step", "accuracy"}] in time order."""
-    from rl_loop.evaluate import evaluate_versions
+    from rl_loop.toy.evaluate import evaluate_versions
 
     folders = {p["name"]: p["path"] for p in points}
     scores = evaluate_versions(folders, tasks.load_heldout(tasks.LARGE_HELDOUT_PATH),
@@ -164,7 +164,7 @@ def run_online(duration_s: float, grid_s: float, out_dir: Path, seed: int,
     (LoRA adapters of `lora_rank`, merged for scoring); then score the versions served at
     the grid's marks."""
     from clients.demo import DemoConfig, run_demo
-    from rl_loop.evaluate import full_weights
+    from rl_loop.toy.evaluate import full_weights
 
     report = run_demo(DemoConfig(out_dir=out_dir, duration_s=duration_s, paused_s=paused_s,
                                  final_eval=False, seed=seed, budgets=(None,),

@@ -35,8 +35,8 @@ from clients.launch import ServerProcess
 from rlvr.store.checkpoints import BASE_VERSION, CheckpointStore
 from rlvr.store.layout import StateDir
 from rlvr.store.training import TrainerStatus
-from rl_loop.evaluate import budget_label
-from rl_loop.traffic import BUDGETS, Traffic, summarize
+from runtime.budget import budget_label
+from rl_loop.toy.traffic import BUDGETS, Traffic, summarize
 
 log = logging.getLogger(__name__)
 
@@ -193,8 +193,8 @@ def score_versions(state_dir: Path, points: list[dict]) -> dict[str, dict]:
     `CURVE_BUDGETS`, the base and the last version at every card budget. Adds each point's
     "heldout" accuracy by budget; returns {version: {budget: total score}} for the base and
     the last version (the final evaluation)."""
-    from rl_loop import evaluate, tasks
-    from rl_loop.tiny_model import MODEL_DIR
+    from rl_loop.toy import evaluate, tasks
+    from rl_loop.toy.tiny_model import MODEL_DIR
 
     store = CheckpointStore(state_dir)
     folders = {BASE_VERSION: MODEL_DIR}

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList
 
-from rl_loop.evaluate import budget_label
+from runtime.budget import budget_label
 from runtime.chat_format import ChatFormat
 from runtime.verifiers import check
 from runtime.verifiers.base import VerificationSpec

@@ -55,7 +55,7 @@ from rl_loop.samples import Sample, samples_from_events
 from rl_loop.staging import Stager
 from rl_loop.trainer_config import TrainerConfig
 from rl_loop.update import GRPOUpdate
-from runtime import plugins
+from rlvr import plugins
 from rlvr.store.checkpoints import BASE_VERSION, CheckpointStore
 from rlvr.store.layout import StateDir
 from rlvr.store.traces import TraceReader

@@ -60,6 +60,21 @@ class ThinkingPlan:
         return self.continuation_ids[: max(0, self.budget - thinking_tokens)]
 
 
+def budget_label(budget: int | None) -> str:
+    """How reports name a budget: its number, or "unlimited" for None."""
+    return "unlimited" if budget is None else str(budget)
+
+
+def parse_budget(text: str) -> int | None:
+    """'unlimited' -> None, otherwise a non-negative integer."""
+    if text.strip().lower() in ("unlimited", "none", "inf"):
+        return None
+    value = int(text)
+    if value < 0:
+        raise ValueError(f"thinking budget must be >= 0 or 'unlimited', got {text!r}")
+    return value
+
+
 def _non_negative(field: str, value: int | None) -> None:
     if value is not None and value < 0:
         raise InvalidRequest(field, f"must be >= 0, got {value}")

@@ -159,12 +159,12 @@ def test_validation_is_a_stable_hash_slice():
 
 
 def test_a_bad_plugin_file_is_a_clear_error(tmp_path):
-    from runtime import plugins
+    from rlvr import plugins
 
     assert plugins.load(tmp_path, "reference_check") is None  # no file: nothing registered
     for content, needle in (("{nope", "rlvr_plugins.json"),
                             ('{"reference_check": "no.such.module:f"}', "does not resolve"),
-                            ('{"reference_check": "runtime.plugins:missing"}', "does not resolve")):
+                            ('{"reference_check": "rlvr.plugins:missing"}', "does not resolve")):
         (tmp_path / plugins.FILE).write_text(content)
         with pytest.raises(plugins.PluginError, match=needle):
             plugins.load(tmp_path, "reference_check")

@@ -97,7 +97,7 @@ def test_trl_reward_reads_the_answer_after_the_think_token_ids():
     from transformers import AutoTokenizer
 
     from clients.bench_trl import make_reward
-    from rl_loop.tiny_model import MODEL_DIR
+    from rl_loop.toy.tiny_model import MODEL_DIR
 
     tok = AutoTokenizer.from_pretrained(MODEL_DIR)
     reward = make_reward(tok)

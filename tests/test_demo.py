@@ -6,7 +6,8 @@ import json
 
 from clients.demo import DemoConfig, curve, plot, time_to, view
 from rlvr.store.checkpoints import CheckpointStore
-from rl_loop.traffic import Record, Traffic
+from runtime.budget import budget_label
+from rl_loop.toy.traffic import Record, Traffic
 
 
 def publish(store: CheckpointStore, version: str, step: int, accuracy: dict,
@@ -66,7 +67,7 @@ def test_score_versions_scores_every_loadable_promoted_version(tmp_path, monkeyp
     still has its weights (an adapter merged into its base first); the base and the last at
     every card budget."""
     from clients import demo
-    from rl_loop import evaluate
+    from rl_loop.toy import evaluate
 
     store = CheckpointStore(tmp_path)
     for version in ("v1", "v2", "v3"):
@@ -86,7 +87,7 @@ def test_score_versions_scores_every_loadable_promoted_version(tmp_path, monkeyp
 
     def fake(folders, tasks, budgets):
         calls.append((dict(folders), budgets))
-        return {v: {evaluate.budget_label(b): {"total": {"accuracy": i / 10, "n": 300}}
+        return {v: {budget_label(b): {"total": {"accuracy": i / 10, "n": 300}}
                     for b in budgets[v]} for i, v in enumerate(folders)}
     monkeypatch.setattr(evaluate, "evaluate_versions", fake)
     monkeypatch.setattr(evaluate, "full_weights", fake_merge)

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from rl_loop import tiny_model
+from rl_loop.toy import tiny_model
 from runtime import generation as gen
 from runtime.budget import InvalidRequest, make_plan, resolve_budget
 

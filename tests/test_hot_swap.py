@@ -14,7 +14,7 @@ import pytest
 
 from clients.client import AsyncClient, Client, RlvrError
 from rlvr.store.checkpoints import CheckpointStore
-from rl_loop.tiny_model import MODEL_DIR
+from rl_loop.toy.tiny_model import MODEL_DIR
 from tests.conftest import ADMIN_TOKEN, API_TOKEN, REPO, metric_value
 
 pytestmark = pytest.mark.engine

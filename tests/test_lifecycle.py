@@ -13,7 +13,7 @@ from grpc_health.v1 import health_pb2
 
 from clients.client import Client, RlvrError
 from rlvr.store.checkpoints import CheckpointStore
-from rl_loop.tiny_model import MODEL_DIR
+from rl_loop.toy.tiny_model import MODEL_DIR
 from tests.conftest import ServerProcess, metric_value
 
 pytestmark = pytest.mark.engine

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from rl_loop.tiny_model import MODEL_DIR
+from rl_loop.toy.tiny_model import MODEL_DIR
 from tests.conftest import REPO
 
 CARD = json.loads((MODEL_DIR / "eval.json").read_text())
@@ -62,7 +62,7 @@ def test_evaluate_versions_reloads_weights_in_one_engine(tmp_path):
 
     from safetensors.torch import load_file, save_file
 
-    from rl_loop import evaluate, tasks
+    from rl_loop.toy import evaluate, tasks
 
     degraded = tmp_path / "degraded"
     shutil.copytree(MODEL_DIR, degraded)

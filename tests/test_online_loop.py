@@ -17,10 +17,10 @@ import torch
 from clients.client import AsyncClient, Client
 from rlvr.store.checkpoints import CheckpointStore
 from rl_loop.prompt_pool import PromptPool
-from rl_loop.tasks import reference_for
-from rl_loop.tiny_model import MODEL_DIR, chat_prompt_ids
+from rl_loop.toy.tasks import reference_for
+from rl_loop.toy.tiny_model import MODEL_DIR, chat_prompt_ids
 from rl_loop.trainer import Trainer, TrainerConfig
-from rl_loop.traffic import Traffic, run_traffic
+from rl_loop.toy.traffic import Traffic, run_traffic
 from tests.conftest import ADMIN_TOKEN, API_TOKEN, TRAIN_TOKEN, ServerProcess, metric_value
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]

@@ -12,7 +12,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
 from rl_loop import smollm2 as recipe
 from rl_loop.thinking_model import INIT_SCALE, INIT_TOKEN, add_thinking
-from rl_loop.tiny_model import MODEL_DIR
+from rl_loop.toy.tiny_model import MODEL_DIR
 from runtime.chat_format import ChatFormat
 
 PROBE = [{"role": "user", "content": "What is 12+34?"}]

@@ -3,7 +3,7 @@
 import pytest
 
 from clients.client import build_request
-from rl_loop import tiny_model
+from rl_loop.toy import tiny_model
 from runtime.budget import InvalidRequest
 from runtime.config import ServerConfig
 from runtime.request_spec import parse_generate

@@ -27,7 +27,7 @@ from clients.client import AsyncClient, RlvrError
 from clients.demo import rss_by_role
 from clients.launch import ServerProcess
 from rlvr.store.checkpoints import CheckpointStore
-from rl_loop.traffic import Traffic, summarize
+from rl_loop.toy.traffic import Traffic, summarize
 from tests.conftest import ADMIN_TOKEN, API_TOKEN
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow, pytest.mark.reliability]

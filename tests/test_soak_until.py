@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from rl_loop.traffic import Record
+from rl_loop.toy.traffic import Record
 from tests.test_soak import soak_until
 
 

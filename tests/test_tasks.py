@@ -6,7 +6,7 @@ from fractions import Fraction
 
 import pytest
 
-from rl_loop import tasks
+from rl_loop.toy import tasks
 
 
 def independent_answer(prompt: str) -> Fraction:
@@ -67,7 +67,7 @@ def test_heldout_file_is_fixed_by_seed_and_balanced():
 def test_large_heldout_file_is_fixed_balanced_and_disjoint_from_the_rest():
     """The benchmarks' 1,500 tasks: fixed by seed, 300 per family, all in the held-out bucket,
     none in the reported 300, none among the gate's built-in items (at the largest reserve)."""
-    from runtime import plugins
+    from rlvr import plugins
     from runtime.config import MODEL_DIR
 
     large = tasks.load_heldout(tasks.LARGE_HELDOUT_PATH)
@@ -97,7 +97,7 @@ def test_heldout_is_disjoint_from_training():
 def test_builtin_validation_items_lie_outside_training_and_the_reported_heldout_set():
     """The embedded model's plug-in: 100 tasks (20 per family) at unlimited thinking (decisive)
     and at 16 tokens (reported), the same every time, never trained on, never reported."""
-    from runtime import plugins
+    from rlvr import plugins
     from runtime.config import MODEL_DIR
 
     validation_items = plugins.load(MODEL_DIR, "validation_items")
@@ -116,7 +116,7 @@ def test_builtin_validation_items_lie_outside_training_and_the_reported_heldout_
 
 
 def test_training_examples_come_only_from_the_train_split():
-    from rl_loop import pretrain
+    from rl_loop.toy import pretrain
 
     cfg = pretrain.PretrainConfig()
     rng = random.Random(1)

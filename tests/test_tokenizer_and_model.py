@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from rl_loop import tasks, tiny_model
+from rl_loop.toy import tasks, tiny_model
 
 MODEL = tiny_model.MODEL_DIR
 

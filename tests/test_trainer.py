@@ -7,8 +7,8 @@ import time
 import pytest
 import torch
 
-from rl_loop.tasks import add_trace
-from rl_loop.tiny_model import chat_prompt_ids
+from rl_loop.toy.tasks import add_trace
+from rl_loop.toy.tiny_model import chat_prompt_ids
 from runtime.config import MODEL_DIR
 from rl_loop.grpo import GRPOConfig
 from rl_loop.trainer import Sample, Trainer, TrainerConfig
@@ -89,7 +89,7 @@ def test_adapter_versions_publish_the_adapter_and_resume_from_it(tmp_path):
     # what the benchmarks score: the adapter merged into its base, a folder vLLM can load
     from transformers import AutoModelForCausalLM
 
-    from rl_loop.evaluate import full_weights
+    from rl_loop.toy.evaluate import full_weights
     scored = full_weights(store, "v1", MODEL_DIR, tmp_path / "merged")
     assert full_weights(store, "v0", MODEL_DIR, tmp_path / "merged") == MODEL_DIR
     assert (scored / "tokenizer.json").is_file() and (scored / "chat_template.jinja").is_file()

@@ -12,7 +12,7 @@ import grpc
 import pytest
 
 from clients.client import Client, RlvrError
-from rl_loop.tasks import reference_for
+from rl_loop.toy.tasks import reference_for
 from rlvr.store.traces import TraceReader
 from tests.conftest import API_TOKEN, REPO, TRAIN_TOKEN, metric_value
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from clients import arguments
 from clients.cli.errors import CliError
-from rl_loop.traffic import BUDGETS
+from rl_loop.toy.traffic import BUDGETS
 from runtime.config import LORA_RANKS
 
 

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from clients import arguments
-from rl_loop.tasks import HELDOUT_PATH
+from rl_loop.toy.tasks import HELDOUT_PATH
 from runtime.config import MODEL_DIR
 
 
@@ -32,7 +32,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Greedy held-out evaluation through vLLM at one or more thinking budgets."""
-    from rl_loop import evaluate, model_card, tasks
+    from rl_loop.toy import evaluate, model_card, tasks
 
     heldout = tasks.load_heldout(args.heldout)
     if args.limit:

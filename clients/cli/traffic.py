@@ -23,7 +23,7 @@ def run(args: argparse.Namespace) -> int:
     """Synthetic verified traffic from the embedded task families."""
     import asyncio
 
-    from rl_loop.traffic import run_traffic
+    from rl_loop.toy.traffic import run_traffic
 
     token = env_token(args.token, "RLVR_TOKEN")
     report = asyncio.run(run_traffic(args.server, args.rate, args.duration, token, args.seed))

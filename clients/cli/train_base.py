@@ -24,7 +24,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Train the embedded model from scratch (supervised)."""
-    from rl_loop import pretrain
+    from rl_loop.toy import pretrain
 
     steps = args.steps or (pretrain.CONVERGED_STEPS if args.converge else pretrain.SHIPPED_STEPS)
     cfg = pretrain.PretrainConfig(out_dir=args.out, steps=steps, seed=args.seed,

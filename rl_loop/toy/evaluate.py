@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rlvr.store.checkpoints import BASE_VERSION, CheckpointStore
-from rl_loop.tasks import Task
-from rl_loop.tiny_model import chat_prompt_ids
+from rl_loop.toy.tasks import Task
+from rl_loop.toy.tiny_model import chat_prompt_ids
+from runtime.budget import budget_label
 from runtime.verifiers.numeric import numeric_equal
 
 log = logging.getLogger(__name__)
@@ -27,20 +28,6 @@ BUDGETS_FOR_CARD: tuple[int | None, ...] = (0, 8, 16, 32, 64, None)  # None = un
 class Completion:
     thinking_tokens: int
     answer: str
-
-
-def budget_label(budget: int | None) -> str:
-    return "unlimited" if budget is None else str(budget)
-
-
-def parse_budget(text: str) -> int | None:
-    """'unlimited' -> None, otherwise a non-negative integer."""
-    if text.strip().lower() in ("unlimited", "none", "inf"):
-        return None
-    value = int(text)
-    if value < 0:
-        raise ValueError(f"thinking budget must be >= 0 or 'unlimited', got {text!r}")
-    return value
 
 
 def split_completion(token_ids: list[int], think_end_id: int, tokenizer) -> Completion:

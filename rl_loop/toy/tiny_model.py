@@ -19,7 +19,7 @@ THINK_START, THINK_END = "<think>", "</think>"
 USER, ASSISTANT = "<|user|>", "<|assistant|>"
 SPECIAL_TOKENS = [PAD, EOS, UNK, THINK_START, THINK_END, USER, ASSISTANT]
 
-MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "tiny-reasoner"
+MODEL_DIR = Path(__file__).resolve().parents[2] / "models" / "tiny-reasoner"
 
 # Renders user/assistant turns; the generation prompt opens thinking.
 CHAT_TEMPLATE = (

@@ -271,7 +271,7 @@ def build_heldout(seed: int = 1234, per_family: int = 60,
     return tasks
 
 
-HELDOUT_PATH = Path(__file__).resolve().parent.parent / "models" / "heldout.jsonl"
+HELDOUT_PATH = Path(__file__).resolve().parents[2] / "models" / "heldout.jsonl"
 
 
 def load_heldout(path: Path = HELDOUT_PATH) -> list[Task]:

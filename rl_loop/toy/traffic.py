@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 
 from clients.client import AsyncClient, RlvrError
-from rl_loop.tasks import FAMILIES, sample_task
+from rl_loop.toy.tasks import FAMILIES, sample_task
 
 BUDGETS = (16, 32, 64, 256)
 

@@ -61,7 +61,7 @@ def render(results: dict, training: dict, n_params: int) -> str:
 The embedded default model of this runtime: a {n_params:,}-parameter `Qwen2ForCausalLM` with a
 byte-level tokenizer without merges (one token per ASCII character; `<think>`, `</think>`,
 `<eos>` and the chat roles are single special tokens), trained from scratch on the project's
-own verifiable task families (`rl_loop/tasks.py`). It thinks step by step (digit by digit, with
+own verifiable task families (`rl_loop/toy/tasks.py`). It thinks step by step (digit by digit, with
 carries and borrows, restating what is left of the operands on each line), then answers.
 Some training traces were cut short and still end in the correct answer, so the model answers
 after a forced `</think>`. It is **deliberately not converged**, so that online RL has room to

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from rl_loop import tasks, tiny_model
+from rl_loop.toy import tasks, tiny_model
 from runtime.budget import DEFAULT_CONTINUATION, DEFAULT_WRAP_UP
 
 log = logging.getLogger(__name__)
