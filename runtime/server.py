@@ -22,13 +22,14 @@ from vllm.exceptions import VLLMClientError
 
 from rlvr.store import traces
 from rlvr.store.checkpoints import CheckpointError, CheckpointStore
+from rlvr import plugins
 from rlvr.store.layout import StateDir
 from rlvr.v1 import admin_pb2, admin_pb2_grpc
 from rlvr.v1 import reasoning_pb2 as pb
 from rlvr.v1 import reasoning_pb2_grpc as pb_grpc
 from runtime import generation as gen
 from runtime.events import to_proto, token_trace, verification_proto
-from runtime import orphans, plugins
+from runtime import orphans
 from runtime.admin import AdminService, WeightManager
 from runtime.auth import AuthInterceptor
 from runtime.budget import InvalidRequest

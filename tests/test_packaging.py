@@ -311,6 +311,43 @@ def test_pinned_dependencies_have_python_3_12_builds(venv312):
     print(f"cp312 resolution and light install: {time.monotonic() - start:.0f} s")
 
 
+def test_every_import_of_our_modules_resolves():
+    """`from runtime import x` names a module or a top-level name that exists (a moved module
+    fails here in seconds, not when a server starts)."""
+    import ast
+
+    def defined(path: Path) -> set[str]:
+        tree = ast.parse(path.read_text())
+        names = set()
+        for node in tree.body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                names.add(node.name)
+            elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                for target in targets:
+                    names |= {n.id for n in ast.walk(target) if isinstance(n, ast.Name)}
+            elif isinstance(node, (ast.Import, ast.ImportFrom)):
+                names |= {(a.asname or a.name).split(".")[0] for a in node.names}
+        return names
+
+    missing = []
+    for package in ("runtime", "rl_loop", "clients", "rlvr", "tests"):
+        for module, names in imports_of(package).items():
+            for name in names:
+                parts = name.split(".")
+                if parts[0] not in ("runtime", "rl_loop", "clients", "rlvr"):
+                    continue
+                base = REPO.joinpath(*parts)
+                if base.with_suffix(".py").is_file() or (base / "__init__.py").is_file():
+                    continue
+                parent = REPO.joinpath(*parts[:-1])
+                source = parent.with_suffix(".py") if parent.with_suffix(".py").is_file() \
+                    else parent / "__init__.py"
+                if not source.is_file() or parts[-1] not in defined(source):
+                    missing.append(f"{module}: {name}")
+    assert missing == []
+
+
 def imports_of(package: str) -> dict[str, set[str]]:
     """Every module of `package` (a folder of the repository) -> the modules it imports."""
     import ast

@@ -24,37 +24,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
+def _record(relative: str) -> property:
+    return property(lambda self: self.root / relative, doc=f"<root>/{relative}")
+
+
 @dataclass(frozen=True)
 class StateDir:
+    """The paths of the table above, under `root`."""
+
     root: Path
-
-    @property
-    def traces(self) -> Path:
-        return self.root / "traces.sqlite"
-
-    @property
-    def checkpoints(self) -> Path:
-        return self.root / "checkpoints"
-
-    @property
-    def staged(self) -> Path:
-        return self.root / "staged"
-
-    @property
-    def trainer_status(self) -> Path:
-        return self.root / "trainer_status.json"
-
-    @property
-    def trainer_state(self) -> Path:
-        return self.root / "trainer_state.json"
-
-    @property
-    def training_control(self) -> Path:
-        return self.root / "training_control.json"
-
-    @property
-    def server_processes(self) -> Path:
-        return self.root / "server_processes.json"
+    traces = _record("traces.sqlite")
+    checkpoints = _record("checkpoints")
+    staged = _record("staged")
+    trainer_status = _record("trainer_status.json")
+    trainer_state = _record("trainer_state.json")
+    training_control = _record("training_control.json")
+    server_processes = _record("server_processes.json")
 
 
 def write_json_atomic(path: Path, data, fsync: bool = False) -> None:
