@@ -51,6 +51,11 @@ $(STAMP): pyproject.toml
 	command -v bwrap >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
 		{ apt-get update -qq && apt-get install -y -qq bubblewrap >/dev/null; }; } || \
 		echo "note: bubblewrap not installed; the code verifier falls back to unshare -n"
+	# The Postgres trace store's tests start a real server (tests/postgres.py): Debian's package.
+	command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+		{ [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		{ apt-get update -qq && apt-get install -y -qq postgresql >/dev/null; }; } || \
+		echo "note: PostgreSQL not installed; the Postgres trace store's tests will fail"
 	touch $(STAMP)
 
 clean:

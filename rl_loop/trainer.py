@@ -107,6 +107,7 @@ class Trainer:
         self.clock = PhaseClock()  # the loop's critical path: what each step waited for
         self.busy = PhaseClock()   # how long sampling, gate and publish took, wherever they ran
         self.files = StateDir(cfg.state_dir)
+        self.traces = cfg.trace_store or self.files.traces  # Postgres URL, else SQLite file
         resume = TrainerState.read(self.files)
         self.cursor, self.step = resume.cursor, resume.step
         self.fork_step = {self.version: self.step}  # version -> step the policy equalled it
@@ -161,8 +162,8 @@ class Trainer:
 
     def refill_pool(self) -> None:
         """After a restart: the prompts read before the cursor, so none is skipped."""
-        if self.cursor and self.files.traces.is_file():
-            reader = TraceReader(self.files.traces)
+        if self.cursor and (self.cfg.trace_store or self.files.traces.is_file()):
+            reader = TraceReader(self.traces)
             try:
                 for trace in reader.read_recent(self.cursor, self.cfg.pool_size):
                     self._add(trace)
@@ -170,7 +171,7 @@ class Trainer:
                 reader.close()
 
     def read_traces(self) -> None:
-        reader = TraceReader(self.files.traces)
+        reader = TraceReader(self.traces)
         try:
             for trace in reader.read(self.cursor, limit=1000):
                 self.cursor = trace.id

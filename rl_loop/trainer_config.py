@@ -28,6 +28,8 @@ ENV_PREFIX = "RLVR_TRAINER_"  # RLVR_TRAINER_TOKEN is the token field's variable
 class TrainerConfig:
     server: str = setting("localhost:50051", "the runtime's gRPC address")
     state_dir: Path = setting(Path("state"), "the server's state directory (traces, checkpoints)")
+    trace_store: str = setting("", "the server's trace_store when it is Postgres "
+                                   "(postgresql://...; empty: the state directory's SQLite)")
     token: str | None = setting(None, "train+admin token (default: $RLVR_TRAINER_TOKEN, "
                                      "$RLVR_ADMIN_TOKEN, $RLVR_TOKEN)")
     base_model: Path | None = setting(None, "the served model's folder (default: ask the server)")

@@ -15,6 +15,7 @@ from typing import Any
 from rlvr import settings
 from rlvr.settings import setting
 from rlvr.store.layout import StateDir
+from rlvr.store.traces import is_postgres
 from runtime.budget import DEFAULT_CONTINUATION, DEFAULT_WRAP_UP
 from runtime.chat_format import THINK_END, THINK_START
 from runtime.engine_args import EngineSettings
@@ -97,6 +98,9 @@ class ServerConfig:
     max_verifier_timeout_s: float = setting(30.0, "largest verifier timeout a request may ask")
     reference_check_s: float = setting(2.0, "a math reference must parse and compare within "
                                             "this at admission")
+    trace_store: str = setting("", "where traces are stored: empty for the state directory's "
+                                   "SQLite file, or a Postgres URL (postgresql://user@host/db) "
+                                   "that several replicas share")
     trace_max_rows: int = setting(1_000_000, "traces kept (oldest deleted first)")
     trace_max_age_days: float = setting(30.0, "traces older than this are deleted")
     feedback_window_s: float = setting(86400.0, "seconds after a response its feedback is "
@@ -133,8 +137,9 @@ class ServerConfig:
         return self.verifier_workers_per_caller or max(1, self.verifier_workers // 2)
 
     @property
-    def traces_path(self) -> Path:
-        return StateDir(self.state_dir).traces
+    def trace_location(self) -> Path | str:
+        """The trace store: its Postgres URL, else the state directory's SQLite file."""
+        return self.trace_store or StateDir(self.state_dir).traces
 
     def validate(self) -> "ServerConfig":
         """Check relations between fields; raises ConfigError naming the field."""
@@ -173,6 +178,9 @@ class ServerConfig:
             raise ConfigError(f"model: {self.model} is not a model folder (no config.json)")
         if self.train_config is not None and not self.train_config.is_file():
             raise ConfigError(f"train_config: no such file {self.train_config}")
+        if self.trace_store and not is_postgres(self.trace_store):
+            raise ConfigError("trace_store must be empty (SQLite in state_dir) or a "
+                              f"postgresql:// URL, got {self.trace_store!r}")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ConfigError("tls_cert and tls_key must be given together")
         return self

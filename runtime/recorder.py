@@ -3,7 +3,8 @@
 The server hands every finished choice to `Recorder.record()`. Choices whose request carried a
 verification spec are verified (in the worker pool) and appended to the trace log; the others
 are kept in a bounded in-memory window so that `SubmitFeedback` can still turn them into
-traces later. A trace is trainable only when the caller may train (see auth.Principal), the
+traces later, or, when the trace store is shared by several replicas (Postgres), stored at
+once as untrainable traces, so that feedback reaches them whichever replica receives it. A trace is trainable only when the caller may train (see auth.Principal), the
 verifier produced a real verdict, and, for prompts the model folder's `reference_check`
 plug-in knows (the embedded task families register one), the client's reference agrees with
 the answer the deployment computes itself.
@@ -11,6 +12,7 @@ the answer the deployment computes itself.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -30,6 +32,7 @@ from runtime.verifiers.pool import VerifierPool
 FEEDBACK = "feedback"
 REAL_VERDICTS = (CORRECT, INCORRECT, UNPARSEABLE, FEEDBACK)
 RECENT_LIMIT = 10_000
+SHARED_COMMIT_WAIT_S = 2.0  # feedback to a shared store waits this long for the trace's commit
 
 
 class FeedbackError(Exception):
@@ -70,9 +73,9 @@ class Recorder:
         self.config, self.metrics, self.tokenizer = config, metrics, tokenizer
         self.reference_check = reference_check
         self.pool = VerifierPool(config.verifier_workers, config.verifier_share)
-        self.store: TraceLog = TraceStore(config.traces_path, config.trace_max_rows,
+        self.store: TraceLog = TraceStore(config.trace_location, config.trace_max_rows,
                                           config.trace_max_age_days)
-        self.reader: TraceSource = TraceReader(config.traces_path)
+        self.reader: TraceSource = TraceReader(config.trace_location)
         self.recent: OrderedDict[str, tuple[float, list[Trace]]] = OrderedDict()
         metrics.trace_queue_depth.set_function(lambda: self.store.queue_depth)
         metrics.verifier_jobs_waiting.set_function(lambda: self.pool.waiting)
@@ -116,8 +119,8 @@ class Recorder:
             reward=verdict.reward if verdict else None,
             verdict=verdict.verdict if verdict else "", extracted_answer=
             verdict.extracted_answer if verdict else "")
-        if request.spec is not None:
-            self.store.append(trace)
+        if request.spec is not None or self.store.shared:
+            self.store.append(trace)  # shared: feedback may reach another replica
             return
         _, traces = self.recent.setdefault(request.request_id, (time.time(), []))
         traces.append(trace)
@@ -125,13 +128,17 @@ class Recorder:
         while len(self.recent) > RECENT_LIMIT:
             self.recent.popitem(last=False)
 
-    def _find(self, request_id: str, index: int) -> Trace:
+    async def _find(self, request_id: str, index: int) -> Trace:
         if request_id in self.recent:
             created, traces = self.recent[request_id]
             trace = next((t for t in traces if t.choice_index == index), None)
         else:
-            trace = next((t for t in self.reader.find(request_id) if t.choice_index == index),
-                         None)
+            # a shared store: the replica that served it may not have committed it yet
+            deadline = time.monotonic() + (SHARED_COMMIT_WAIT_S if self.store.shared else 0)
+            while (trace := next((t for t in self.reader.find(request_id)
+                                  if t.choice_index == index), None)) is None \
+                    and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
             created = trace.created_at if trace else 0.0
         if trace is None or time.time() - created > self.config.feedback_window_s:
             raise FeedbackError(grpc.StatusCode.NOT_FOUND,
@@ -147,7 +154,7 @@ class Recorder:
         if reward is not None and not 0.0 <= reward <= 1.0:
             raise FeedbackError(grpc.StatusCode.INVALID_ARGUMENT, "reward: must be in [0, 1]")
         self.store.flush()
-        trace = self._find(request_id, index)
+        trace = await self._find(request_id, index)
         if trace.feedback_at is not None and not replace:
             raise FeedbackError(grpc.StatusCode.ALREADY_EXISTS,
                                 f"request_id: {request_id!r} choice {index} already has "

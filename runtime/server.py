@@ -368,7 +368,7 @@ class Server:
             raise StartupError(str(err)) from None
         self.config.state_dir.mkdir(parents=True, exist_ok=True)
         try:  # damaged state: one clear line and a non-zero exit, before the engine loads
-            traces.connect(self.config.traces_path, check=True).close()
+            traces.open_database(self.config.trace_location, check=True).close()
             self.weights.checkpoints.history()
         except (traces.DamagedStore, CheckpointError) as err:
             await self.grpc.stop(None)
@@ -387,7 +387,8 @@ class Server:
             host = "localhost" if self.config.host in ("0.0.0.0", "::", "") else self.config.host
             self.trainer = TrainerProcess(f"{host}:{self.port}", self.config.state_dir,
                                           self.trainer_token, self.config.model.resolve(),
-                                          self.config.train_config, self.config.tls_cert)
+                                          self.config.train_config, self.config.tls_cert,
+                                          self.config.trace_store)
             self.trainer.start()
             self.metrics.trainer_restarts.set_function(lambda: self.trainer.restarts)
         orphans.record(self.config.state_dir)

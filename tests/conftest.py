@@ -44,3 +44,15 @@ def smollm2():
     from tests.real_model import smollm2_dirs
 
     return smollm2_dirs()
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A Postgres server for the session (tests/postgres.py)."""
+    from tests.postgres import PostgresServer
+
+    server = PostgresServer().start()
+    try:
+        yield server
+    finally:
+        server.remove()

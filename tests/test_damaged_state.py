@@ -36,7 +36,7 @@ def serve(state: Path) -> subprocess.CompletedProcess:
 
 
 def damaged_trace_db(state: Path) -> Path:
-    from rlvr.store.traces import SCHEMA
+    from rlvr.store.sqlite import SCHEMA
 
     state.mkdir(parents=True)
     path = state / "traces.sqlite"

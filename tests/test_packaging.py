@@ -106,6 +106,7 @@ def test_config_layers_and_errors(tmp_path):
                          ("max_n = 1.5\n", "max_n"), ("port = \n", "config file"),
                          ("train = 'maybe'\n", "train must be one of auto, on, off"),
                          ("train_config = '/no/such.toml'\n", "train_config: no such file"),
+                         ("trace_store = 'mysql://db'\n", "trace_store must be empty"),
                          ("max_lora_rank = 4\n", "max_lora_rank must be one of 0, 1, 8, 16"),
                          ("log_level = 'LOUD'\n", "log_level must be one of DEBUG, INFO")]:
         path.write_text(text)

@@ -99,7 +99,7 @@ def test_writer_applies_the_size_cap_as_it_writes(tmp_path):
         for i in range(start, start + 50):
             store.append(make_trace(i))
         store.flush()
-        counts.append(store._conn.execute("SELECT COUNT(*) FROM traces").fetchone()[0])
+        counts.append(store._db.query("SELECT COUNT(*) AS n FROM traces")[0]["n"])
     assert max(counts) <= 100 + 64 + 50  # max_rows + the writer's slack + one batch at most
     assert counts[-1] >= 100        # and it keeps the newest max_rows
     store.close()

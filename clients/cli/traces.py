@@ -12,6 +12,8 @@ from clients.cli.errors import CliError
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("traces", help="inspect (and export) the verified trace log")
     p.add_argument("--state-dir", type=Path, default=Path("state"))
+    p.add_argument("--trace-store", default="", help="the server's trace_store, when it is "
+                   "Postgres (postgresql://...)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--export", type=Path, default=None, help="write traces as JSONL")
     p.add_argument("--trainable-only", action="store_true", help="export trainable traces only")
@@ -23,15 +25,16 @@ def run(args: argparse.Namespace) -> int:
     import sqlite3
 
     from rlvr.store.layout import StateDir
+    from rlvr.store.sqlite import damaged_sqlite_help
     from rlvr.store.traces import DamagedStore, TraceReader
 
-    path = StateDir(args.state_dir).traces
-    if not path.is_file():
+    path = args.trace_store or StateDir(args.state_dir).traces
+    if not args.trace_store and not path.is_file():
         raise CliError(f"no trace log at {path} (is --state-dir the server's state directory?)")
     try:
         return _print_traces(args, TraceReader(path))
     except sqlite3.DatabaseError as err:
-        raise CliError(str(DamagedStore(path, err))) from None
+        raise CliError(str(DamagedStore(str(path), damaged_sqlite_help(path, err)))) from None
     except DamagedStore as err:
         raise CliError(str(err)) from None
 

@@ -1,12 +1,14 @@
-"""The durable trace log that training learns from: one SQLite file in WAL mode.
+"""The durable trace log that training learns from.
 
 Requests that carry a verification spec (or later receive feedback) become traces. The server
 hands them to `TraceStore.append()`, which only queues them; a writer thread commits them in
-batches with `synchronous=FULL`, so a trace is durable once committed and `kill -9` at any
-moment loses nothing committed and never corrupts the file (SQLite's WAL guarantees).
-Readers (the trainer) see committed rows only and read incrementally by id (a cursor).
+batches, retrying until they are committed (a trace accepted is never dropped). Readers (the
+trainer) see committed rows only and read incrementally by position (a cursor).
 `TraceLog` and `TraceSource` are the interfaces the server and the trainer use; `TraceStore`
-and `TraceReader` are the embedded implementations (one SQLite file).
+and `TraceReader` implement them over a `Database`, chosen by the store's location:
+- a path: one SQLite file (`rlvr/store/sqlite.py`), the embedded default;
+- `postgresql://...`: a Postgres server (`rlvr/store/postgres.py`) that several serving
+  replicas write at once, positions following commit order.
 """
 
 from __future__ import annotations
@@ -14,46 +16,31 @@ from __future__ import annotations
 import json
 import logging
 import queue
-import sqlite3
 import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterator, Protocol
+from typing import Any, Iterator, Protocol
 
 log = logging.getLogger(__name__)
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS traces (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    request_id TEXT NOT NULL,
-    choice_index INTEGER NOT NULL,
-    source TEXT NOT NULL,
-    trainable INTEGER NOT NULL,
-    untrusted_reason TEXT NOT NULL DEFAULT '',
-    prompt_text TEXT NOT NULL,
-    prompt_ids TEXT NOT NULL,
-    thinking_ids TEXT NOT NULL,
-    answer_ids TEXT NOT NULL,
-    thinking_end TEXT NOT NULL,
-    thinking_options TEXT NOT NULL,
-    sampling_options TEXT NOT NULL,
-    weight_version TEXT NOT NULL,
-    spec TEXT NOT NULL,
-    reward REAL,
-    verdict TEXT NOT NULL,
-    extracted_answer TEXT NOT NULL DEFAULT '',
-    created_at REAL NOT NULL,
-    feedback_at REAL,
-    UNIQUE (request_id, choice_index)
-);
-CREATE INDEX IF NOT EXISTS traces_trainable ON traces (trainable, id);
-CREATE INDEX IF NOT EXISTS traces_created ON traces (created_at);
-"""
-COLUMNS = ("request_id", "choice_index", "source", "trainable", "untrusted_reason",
-           "prompt_text", "prompt_ids", "thinking_ids", "answer_ids", "thinking_end",
-           "thinking_options", "sampling_options", "weight_version", "spec", "reward",
-           "verdict", "extracted_answer", "created_at", "feedback_at")
+# A trace's columns and their types in both databases (BOOL and REAL are spelled per database)
+COLUMN_TYPES = {
+    "request_id": "TEXT NOT NULL", "choice_index": "INTEGER NOT NULL", "source": "TEXT NOT NULL",
+    "trainable": "BOOL NOT NULL", "untrusted_reason": "TEXT NOT NULL DEFAULT ''",
+    "prompt_text": "TEXT NOT NULL", "prompt_ids": "TEXT NOT NULL", "thinking_ids": "TEXT NOT NULL",
+    "answer_ids": "TEXT NOT NULL", "thinking_end": "TEXT NOT NULL",
+    "thinking_options": "TEXT NOT NULL", "sampling_options": "TEXT NOT NULL",
+    "weight_version": "TEXT NOT NULL", "spec": "TEXT NOT NULL", "reward": "REAL",
+    "verdict": "TEXT NOT NULL", "extracted_answer": "TEXT NOT NULL DEFAULT ''",
+    "created_at": "REAL NOT NULL", "feedback_at": "REAL"}
+COLUMNS = tuple(COLUMN_TYPES)
+
+
+def column_definitions(bool_type: str, real_type: str) -> str:
+    """The trace columns of a CREATE TABLE, in one database's spelling."""
+    return ",\n".join(f"    {name} " + kind.replace("BOOL", bool_type).replace("REAL", real_type)
+                       for name, kind in COLUMN_TYPES.items())
 JSON_COLUMNS = {"prompt_ids", "thinking_ids", "answer_ids", "thinking_options",
                 "sampling_options", "spec"}
 
@@ -86,44 +73,59 @@ class Trace:
         return tuple(json.dumps(values[c]) if c in JSON_COLUMNS else values[c] for c in COLUMNS)
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row) -> "Trace":
+    def from_row(cls, row: Any, position: str = "id") -> "Trace":
+        """A row of either database; `id` is the row's delivery position."""
         values = {c: (json.loads(row[c]) if c in JSON_COLUMNS else row[c]) for c in COLUMNS}
         values["trainable"] = bool(values["trainable"])
-        return cls(id=row["id"], **values)
+        return cls(id=row[position], **values)
 
 
 class DamagedStore(RuntimeError):
-    """The trace database cannot be read; the message says where and how to recover."""
+    """The trace database cannot be opened; the message says where, why and what to do."""
 
-    def __init__(self, path: Path, err: Exception):
-        super().__init__(
-            f"{path}: the trace database is damaged ({err}); nothing was changed. To keep what "
-            f"is readable: sqlite3 {path} .recover | sqlite3 {path}.recovered, then move the "
-            f"damaged file aside and the recovered one to {path.name}; or start with another "
-            "--state-dir")
+    def __init__(self, where: str, message: str):
+        super().__init__(f"{where}: {message}")
 
 
-def connect(path: Path, check: bool = False) -> sqlite3.Connection:
-    """Open (creating) the database; `check` also verifies every page (`quick_check`)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        conn = sqlite3.connect(path, timeout=30, check_same_thread=False)
-        conn.row_factory = sqlite3.Row
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")
-        conn.executescript(SCHEMA)
-        if check and (result := conn.execute("PRAGMA quick_check").fetchone()[0]) != "ok":
-            raise sqlite3.DatabaseError(result)
-    except sqlite3.DatabaseError as err:
-        raise DamagedStore(path, err) from None
-    return conn
+class Database(Protocol):
+    """What the writer thread and the reader need of a database (SQLite or Postgres). SQL is
+    written once with `?` placeholders; `trainable` is a truth value in both."""
+
+    position: str                  # the column that orders delivery
+    shared: bool                   # several servers write it
+    transient: tuple[type[Exception], ...]  # errors worth a retry after `reconnect()`
+
+    def upsert(self, rows: list[tuple]) -> None: ...
+    def execute(self, sql: str, params: tuple = ()) -> int: ...
+    def query(self, sql: str, params: tuple = ()) -> list: ...
+    def sequence(self) -> None: ...
+    def reconnect(self) -> None: ...
+    def close(self) -> None: ...
+
+
+def open_database(location: Path | str, check: bool = False) -> Database:
+    """The database at `location`: a `postgresql://` URL, else a SQLite file's path. `check`:
+    verify it (SQLite: every page) and raise DamagedStore when it cannot be used."""
+    if is_postgres(location):
+        from rlvr.store.postgres import PostgresDatabase, redacted
+        try:
+            return PostgresDatabase(str(location))
+        except ConnectionError as err:
+            raise DamagedStore(redacted(str(location)), f"cannot be used ({err})") from None
+    from rlvr.store.sqlite import SQLiteDatabase
+    return SQLiteDatabase(Path(location), check=check)
+
+
+def is_postgres(location: Path | str) -> bool:
+    return str(location).startswith(("postgresql://", "postgres://"))
 
 
 class TraceLog(Protocol):
-    """Where the server appends traces (the embedded implementation: `TraceStore`)."""
+    """Where the server appends traces (implementation: `TraceStore`)."""
 
     queue_depth: int
     written: int
+    shared: bool  # other servers write it too (unverified traces are stored for feedback)
 
     def append(self, trace: Trace) -> None: ...
     def flush(self, timeout: float = 10.0) -> bool: ...
@@ -132,7 +134,7 @@ class TraceLog(Protocol):
 
 
 class TraceSource(Protocol):
-    """How the trainer and `rlvr traces` read traces (embedded: `TraceReader`)."""
+    """How the trainer and `rlvr traces` read traces (implementation: `TraceReader`)."""
 
     def read(self, after_id: int = 0, limit: int = 1000,
              trainable_only: bool = True) -> list[Trace]: ...
@@ -144,17 +146,17 @@ class TraceSource(Protocol):
 
 
 class TraceStore:
-    """Append traces off the hot path (SQLite WAL, one writer thread)."""
+    """Append traces off the hot path (one writer thread per server)."""
 
-    def __init__(self, path: Path, max_rows: int = 1_000_000, max_age_days: float = 30.0,
-                 batch: int = 256, flush_s: float = 0.05):
-        self.path = Path(path)
+    def __init__(self, location: Path | str, max_rows: int = 1_000_000,
+                 max_age_days: float = 30.0, batch: int = 256, flush_s: float = 0.05):
         self.max_rows, self.max_age_s = max_rows, max_age_days * 86400
         self.batch, self.flush_s = batch, flush_s
         self._queue: queue.Queue[Trace | None] = queue.Queue()
         self._committed = threading.Condition()
         self._appended = self._written = 0
-        self._conn = connect(self.path)
+        self._db = open_database(location)
+        self.shared = self._db.shared
         self._thread = threading.Thread(target=self._write_loop, name="rlvr-traces", daemon=True)
         self._thread.start()
 
@@ -203,65 +205,71 @@ class TraceStore:
                 return
 
     def _commit(self, traces: list[Trace]) -> None:
-        placeholders = ", ".join("?" for _ in COLUMNS)
-        sql = (f"INSERT OR REPLACE INTO traces ({', '.join(COLUMNS)}) VALUES ({placeholders})")
-        attempt = 0
-        while True:  # accepted traces are never dropped: retry (disk full, locked) until written
-            try:
-                with self._conn:
-                    self._conn.executemany(sql, [t.row() for t in traces])
-                break
-            except sqlite3.OperationalError as err:
-                attempt += 1
-                log.error("trace write failed (attempt %d, %d traces held): %s", attempt,
-                          len(traces), err)
-                time.sleep(min(5.0, 0.1 * 2**attempt))
+        self._retrying(lambda: self._db.upsert([t.row() for t in traces]), len(traces))
         with self._committed:
             self._written += len(traces)
             self._committed.notify_all()
 
+    def _retrying(self, write, held: int):
+        """Run `write` until it succeeds: accepted traces are never dropped (a locked or full
+        SQLite file, a Postgres restart: the connection is renewed between tries)."""
+        attempt = 0
+        while True:
+            try:
+                return write()
+            except self._db.transient as err:
+                attempt += 1
+                log.error("trace write failed (attempt %d, %d traces held): %s", attempt,
+                          held, str(err).strip())
+                time.sleep(min(5.0, 0.1 * 2**attempt))
+                try:
+                    self._db.reconnect()
+                except self._db.transient:
+                    pass  # still down: the next attempt says so
+
     def prune(self) -> int:
         """Apply the age and size caps; returns how many traces were deleted."""
-        with self._conn:
-            cur = self._conn.execute("DELETE FROM traces WHERE created_at < ?",
-                                     (time.time() - self.max_age_s,))
-            deleted = cur.rowcount
-            cur = self._conn.execute(
+        def delete() -> int:
+            deleted = self._db.execute("DELETE FROM traces WHERE created_at < ?",
+                                       (time.time() - self.max_age_s,))
+            return deleted + self._db.execute(
                 "DELETE FROM traces WHERE id <= (SELECT MAX(id) FROM traces) - ?",
                 (self.max_rows,))
-        return deleted + cur.rowcount
+        return self._retrying(delete, 0)
 
     def close(self) -> None:
         self._queue.put(None)
         self._thread.join(30)
-        self._conn.close()
+        self._db.close()
 
 
 class TraceReader:
-    """Read-only access for the trainer and `rlvr traces` (its own connection)."""
+    """Read access for the trainer and `rlvr traces` (its own connection)."""
 
-    def __init__(self, path: Path):
-        self.conn = connect(Path(path))
+    def __init__(self, location: Path | str):
+        self.db = open_database(location)
+        self.position = self.db.position
+
+    def _traces(self, sql: str, params: tuple) -> list[Trace]:
+        return [Trace.from_row(r, self.position) for r in self.db.query(sql, params)]
 
     def read(self, after_id: int = 0, limit: int = 1000,
              trainable_only: bool = True) -> list[Trace]:
-        """Committed traces with id > after_id, oldest first (the trainer's cursor)."""
-        where = "id > ?" + (" AND trainable = 1" if trainable_only else "")
-        rows = self.conn.execute(f"SELECT * FROM traces WHERE {where} ORDER BY id LIMIT ?",
-                                 (after_id, limit))
-        return [Trace.from_row(r) for r in rows]
+        """Committed traces past position `after_id`, oldest first (the trainer's cursor)."""
+        self.db.sequence()
+        where = f"{self.position} > ?" + (" AND trainable" if trainable_only else "")
+        return self._traces(f"SELECT * FROM traces WHERE {where} ORDER BY {self.position} "
+                            "LIMIT ?", (after_id, limit))
 
     def read_recent(self, up_to_id: int, limit: int) -> list[Trace]:
-        """The `limit` newest trainable traces with id <= up_to_id, oldest first (a restarted
-        trainer refills its prompt pool with what it had read before)."""
-        rows = self.conn.execute("SELECT * FROM traces WHERE id <= ? AND trainable = 1 "
-                                 "ORDER BY id DESC LIMIT ?", (up_to_id, limit))
-        return [Trace.from_row(r) for r in rows][::-1]
+        """The `limit` newest trainable traces at positions <= up_to_id, oldest first (a
+        restarted trainer refills its prompt pool with what it had read before)."""
+        return self._traces(f"SELECT * FROM traces WHERE {self.position} <= ? AND trainable "
+                            f"ORDER BY {self.position} DESC LIMIT ?", (up_to_id, limit))[::-1]
 
     def find(self, request_id: str) -> list[Trace]:
-        rows = self.conn.execute("SELECT * FROM traces WHERE request_id = ? ORDER BY choice_index",
-                                 (request_id,))
-        return [Trace.from_row(r) for r in rows]
+        return self._traces("SELECT * FROM traces WHERE request_id = ? ORDER BY choice_index",
+                            (request_id,))
 
     def iter_all(self) -> Iterator[Trace]:
         cursor = 0
@@ -270,15 +278,18 @@ class TraceReader:
             cursor = batch[-1].id
 
     def stats(self) -> dict:
-        q = self.conn.execute
-        return {
-            "total": q("SELECT COUNT(*) FROM traces").fetchone()[0],
-            "trainable": q("SELECT COUNT(*) FROM traces WHERE trainable = 1").fetchone()[0],
-            "by_verdict": dict(q("SELECT verdict, COUNT(*) FROM traces GROUP BY verdict").fetchall()),
-            "by_weight_version": dict(q("SELECT weight_version, COUNT(*) FROM traces "
-                                        "GROUP BY weight_version").fetchall()),
-            "mean_reward": q("SELECT AVG(reward) FROM traces").fetchone()[0],
-        }
+        def one(sql: str):
+            return next(iter(dict(self.db.query(sql)[0]).values()))
+
+        def grouped(column: str) -> dict:
+            rows = self.db.query(f"SELECT {column} AS k, COUNT(*) AS n FROM traces "
+                                 f"GROUP BY {column}")
+            return {r["k"]: r["n"] for r in rows}
+        return {"total": one("SELECT COUNT(*) FROM traces"),
+                "trainable": one("SELECT COUNT(*) FROM traces WHERE trainable"),
+                "by_verdict": grouped("verdict"),
+                "by_weight_version": grouped("weight_version"),
+                "mean_reward": one("SELECT AVG(reward) FROM traces")}
 
     def close(self) -> None:
-        self.conn.close()
+        self.db.close()
