@@ -32,6 +32,7 @@ bench: $(STAMP)
 	$(VENV)/bin/rlvr bench control --requests 1000 --out docs/bench/control.json
 	$(VENV)/bin/rlvr bench swap --swaps 5 --concurrency 64 --out docs/bench/swap.json
 	$(VENV)/bin/rlvr bench verifiers --out docs/bench/verifiers.json
+	$(VENV)/bin/rlvr bench traces --out docs/bench/traces.json
 	$(VENV)/bin/rlvr demo --out docs/bench/demo
 	$(VENV)/bin/rlvr bench trl --seeds 3 --duration 600 --out docs/bench/trl.json
 	$(VENV)/bin/rlvr bench options --duration 450 --grid 45 --out docs/bench/options.json \

@@ -65,6 +65,21 @@ def verifiers(r: dict) -> list[str]:
             f"in a bare `python` subprocess (x{code['overhead_ratio']:.2f})."]
 
 
+def traces(r: dict) -> list[str]:
+    lines = [f"{r['traces']} traces the size of a real one, appended through `TraceStore` while "
+             "a trainer claims them 256 at a time (`TraceReader.read`), median of "
+             f"{r['rounds']} rounds; ratios to SQLite in the same run.", "",
+             "| store | writes/s | claim p50 | claim p99 | every trace read once |",
+             "|---|---|---|---|---|"]
+    for name, s in r["stores"].items():
+        ratio = s["ratio_to_sqlite"]
+        lines.append(f"| {name} | {s['writes_per_s']:.0f} (x{ratio['writes_per_s']:.2f}) | "
+                     f"{s['claim_p50_ms']:.1f} ms (x{ratio['claim_p50_ms']:.2f}) | "
+                     f"{s['claim_p99_ms']:.1f} ms (x{ratio['claim_p99_ms']:.2f}) | "
+                     f"{'yes' if s['all_delivered'] else 'NO'} |")
+    return lines
+
+
 def _settings(run: dict) -> str:
     return ", ".join(f"`{k}` {v}" for k, v in run.items() if k.startswith(("max_", "verifier_")))
 
@@ -243,6 +258,8 @@ SUITES = [  # (title, result file under docs/, renderer, command, plots under do
      "rlvr bench swap --swaps 5 --concurrency 64 --out docs/bench/swap.json", []),
     ("Verifiers", "bench/verifiers.json", verifiers,
      "rlvr bench verifiers --out docs/bench/verifiers.json", []),
+    ("Trace store: Postgres against SQLite", "bench/traces.json", traces,
+     "rlvr bench traces --out docs/bench/traces.json", []),
     ("Fair sharing between callers", "bench/fairness.json", fairness,
      "python -m clients.bench_fairness --out docs/bench/fairness.json", []),
     ("The trainer's pipeline against its series loop", "bench/pipeline.json", pipeline,
@@ -261,7 +278,7 @@ SUITES = [  # (title, result file under docs/, renderer, command, plots under do
 
 
 RENDERERS = {"serving": serving, "control": control, "swap": swap, "verifiers": verifiers,
-             "trl": trl, "options": options}
+             "trl": trl, "options": options, "traces": traces}
 
 
 def write_report(docs: Path = DOCS) -> Path:

@@ -48,8 +48,8 @@ def smollm2():
 
 @pytest.fixture(scope="session")
 def postgres():
-    """A Postgres server for the session (tests/postgres.py)."""
-    from tests.postgres import PostgresServer
+    """A Postgres server for the session (`clients.launch.PostgresServer`)."""
+    from clients.launch import PostgresServer
 
     server = PostgresServer().start()
     try:

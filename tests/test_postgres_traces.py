@@ -1,4 +1,4 @@
-"""The Postgres trace store against a real Postgres server (tests/postgres.py): several
+"""The Postgres trace store against a real Postgres server (`clients.launch.PostgresServer`): several
 writers, rows that commit out of order, feedback from another replica, caps, a restart."""
 
 from __future__ import annotations
@@ -131,7 +131,7 @@ def test_caps_apply_to_the_shared_store(postgres):
 @pytest.mark.reliability
 def test_a_postgres_restart_loses_no_accepted_trace(tmp_path):
     """Traces appended while Postgres is down are held and committed once it is back."""
-    from tests.postgres import PostgresServer
+    from clients.launch import PostgresServer
 
     server = PostgresServer().start()
     try:
@@ -159,3 +159,31 @@ def test_an_unreachable_or_bad_store_is_one_clear_error(postgres):
     with pytest.raises(DamagedStore, match="no_such_db") as err:
         open_database(url)
     assert "secret" not in str(err.value) and redacted(url).count("***") == 1
+
+
+def test_the_trainer_reads_its_traces_from_postgres(postgres, tmp_path):
+    """`trace_store` in the trainer's settings: it follows the shared store's positions, and
+    a restarted trainer refills its pool from what it had read (as with SQLite)."""
+    from rl_loop.trainer import Trainer
+    from rl_loop.trainer_config import TrainerConfig
+    from runtime.config import MODEL_DIR
+
+    url = postgres.database()
+    store = TraceStore(url, flush_s=0.01)
+    for i in range(12):
+        store.append(make_trace(i, trainable=True, prompt_text=f"What is {i}+1?",
+                                spec={"kind": "numeric", "reference": str(i + 1)}))
+    store.flush()
+    cfg = TrainerConfig(base_model=MODEL_DIR, state_dir=tmp_path, gate_tasks=0,
+                        validation_share=0.0, trace_store=url)
+    trainer = Trainer(cfg)
+    trainer.read_traces()
+    reader = TraceReader(url)
+    assert len(trainer.pool) == 12 and trainer.cursor == reader.read(0)[-1].id
+    reader.close()
+    assert not (tmp_path / "traces.sqlite").exists()  # nothing read from the state directory
+    restarted = Trainer(cfg)
+    restarted.cursor = trainer.cursor
+    restarted.refill_pool()
+    assert len(restarted.pool) == 12
+    store.close()

@@ -16,11 +16,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="serving: gRPC runtime vs raw vLLM AsyncLLM; control: "
                                       "thinking-budget Control vs vLLM's thinking_token_budget")
     p.add_argument("suite", choices=["serving", "control", "swap", "verifiers", "trl", "options",
-                                     "report"],
+                                     "traces", "report"],
                    help="trl: learning efficiency vs TRL's GRPOTrainer, both sides, --seeds "
                         "runs each (needs the `bench` extra); options: the trainer's options "
                         "one at a time against its defaults, one demo run each; report: render "
-                        "docs/benchmarks.md from docs/bench/*.json")
+                        "docs/benchmarks.md from docs/bench/*.json; traces: the Postgres trace "
+                        "store against SQLite")
     p.add_argument("--duration", type=arguments.positive_float, default=600.0,
                    help="trl, options: seconds of training a run (TRL) and of traffic (online)")
     p.add_argument("--seeds", type=arguments.positive_int, default=3, help="trl: runs a side")
@@ -40,6 +41,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--requests", type=arguments.non_negative_int, default=200)
     p.add_argument("--concurrency", type=arguments.non_negative_int, default=64)
     p.add_argument("--rounds", type=arguments.non_negative_int, default=3)
+    p.add_argument("--traces", type=arguments.positive_int, default=20_000,
+                   help="traces: traces written per store and round")
     p.add_argument("--out", type=Path, default=None, help="also write the report as JSON")
     p.set_defaults(func=run)
 
@@ -74,6 +77,9 @@ def run(args: argparse.Namespace) -> int:
                                        args.work or Path("build/bench-options"), args.seed)
         except ValueError as err:
             raise CliError(str(err)) from None
+    elif args.suite == "traces":
+        from clients.bench_traces import run as run_trace_benchmark
+        report = run_trace_benchmark(args.traces, max(1, args.rounds))
     elif args.suite == "swap":
         from clients.bench_swap import run_swap_benchmark
         report = run_swap_benchmark(args.swaps, args.concurrency)
