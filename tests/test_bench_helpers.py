@@ -37,7 +37,16 @@ def test_report_renders_what_was_run_and_names_what_was_not(tmp_path):
     text = write_report(tmp_path).read_text()
     assert "| rlvr runtime | **1.000** | 0 | 0 |" in text
     assert "(no minimum) | 0.610 | 3 | 384 |" in text
-    assert text.count("Not run yet.") == 9
+    assert text.count("Not run yet.") == 10  # every suite but control
+    store = {"writes_per_s": 3000.0, "claim_p50_ms": 50.0, "claim_p99_ms": 200.0,
+             "ratio_to_sqlite": {"writes_per_s": 1.0, "claim_p50_ms": 1.0, "claim_p99_ms": 1.0},
+             "all_delivered": True}
+    (tmp_path / "bench" / "traces.json").write_text(json.dumps({
+        "traces": 100, "rounds": 3, "writers": 2, "stores": {
+            "sqlite": store, "postgres": {**store, "writes_per_s": 2700.0, "ratio_to_sqlite": {
+                "writes_per_s": 0.9, "claim_p50_ms": 1.5, "claim_p99_ms": 1.0}}}}))
+    text = write_report(tmp_path).read_text()
+    assert "| postgres | 2700 (x0.90) | 50.0 ms (x1.50) | 200.0 ms (x1.00) | yes |" in text
     (tmp_path / "bench" / "fairness.json").write_text(json.dumps({
         "probes": 40, "target": "ratio <= 2", "runs": [
             {"scenario": "verifier", "verifier_workers_per_caller": 1, "unloaded_p99_s": 0.1,
