@@ -16,10 +16,12 @@ import random
 from collections import OrderedDict
 from dataclasses import dataclass
 
+from rlvr.store.traces import ThinkingOptions
+
 FLOOR = 0.05   # the smallest draw weight: a prompt that never had signal is still retried
 DECAY = 0.5    # what older evidence counts for when a new group arrives
 
-Item = tuple[str, dict, dict]  # (prompt, verification spec, thinking options)
+Item = tuple[str, dict, ThinkingOptions]  # (prompt, verification spec, thinking options)
 
 
 @dataclass
@@ -36,7 +38,7 @@ class _Entry:
 
 def _key(item: Item) -> str:
     prompt, spec, options = item
-    return json.dumps([prompt, spec, options.get("budget"), options.get("max_answer_tokens")],
+    return json.dumps([prompt, spec, options.budget, options.max_answer_tokens],
                       sort_keys=True)
 
 

@@ -148,8 +148,8 @@ class Trainer:
         if gate.is_validation(trace.prompt_text, self.cfg.validation_share):
             options = trace.thinking_options
             item = gate.ValidationItem.make(
-                trace.prompt_text, trace.spec, options.get("budget"),
-                options.get("max_answer_tokens") or self.cfg.gate_answer_tokens)
+                trace.prompt_text, trace.spec, options.budget,
+                options.max_answer_tokens or self.cfg.gate_answer_tokens)
             self.validation.pop(item.key, None)
             self.validation[item.key] = item
             while len(self.validation) > self.cfg.max_validation:
@@ -186,7 +186,7 @@ class Trainer:
         async def group(prompt: str, spec: dict, options: dict) -> list[Sample]:
             events = [e async for e in client.stream(
                 prompt, n=self.cfg.group_size, temperature=self.cfg.temperature,
-                budget=options.get("budget"), max_answer_tokens=options.get("max_answer_tokens"),
+                budget=options.budget, max_answer_tokens=options.max_answer_tokens,
                 spec=spec, shadow=True, return_tokens=True, seed=self.rng.randrange(1 << 30),
                 adapter=self.stager.current)]
             return samples_from_events(events)

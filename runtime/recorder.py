@@ -24,7 +24,8 @@ from runtime.auth import Principal
 from runtime.config import ServerConfig
 from runtime.generation import ChoiceRun, Finished
 from runtime.metrics import Metrics
-from rlvr.store.traces import Trace, TraceLog, TraceReader, TraceSource, TraceStore
+from rlvr.store.traces import (ThinkingOptions, Trace, TraceLog, TraceReader, TraceSource,
+                                TraceStore)
 from runtime.verifiers.base import CORRECT, INCORRECT, UNPARSEABLE, Verdict, VerificationSpec
 from runtime.verifiers.numeric import numeric_equal
 from runtime.verifiers.pool import VerifierPool
@@ -48,7 +49,7 @@ class RequestContext:
     request_id: str
     principal: Principal
     prompt_text: str
-    thinking_options: dict
+    thinking_options: ThinkingOptions | None
     sampling_options: dict
     spec: VerificationSpec | None
     shadow: bool = False
@@ -165,7 +166,7 @@ class Recorder:
             trace.spec = spec.to_dict()
         else:
             verdict = Verdict(reward, FEEDBACK, verifier=FEEDBACK)
-        request = RequestContext(request_id, principal, trace.prompt_text, {}, {}, spec)
+        request = RequestContext(request_id, principal, trace.prompt_text, None, {}, spec)
         reason = self._trust(request, verdict, spec)
         if trace.untrusted_reason == "untrusted_source" or (
                 spec is None and trace.untrusted_reason == "reference_mismatch"):

@@ -10,6 +10,7 @@ import math
 import uuid
 from dataclasses import dataclass
 
+from rlvr.store.traces import ThinkingOptions
 from rlvr.v1 import reasoning_pb2 as pb
 from runtime.budget import InvalidRequest, ThinkingPlan, make_plan, resolve_budget
 from runtime.config import ServerConfig
@@ -36,11 +37,11 @@ class GenerateSpec:
     return_tokens: bool = False  # each Finished carries its TokenTrace (train scope only)
     adapter: str = ""  # a staged adapter to sample from (shadow requests only)
 
-    def options(self) -> tuple[dict, dict]:
+    def options(self) -> tuple[ThinkingOptions, dict]:
         """(thinking options, sampling options) as recorded in traces."""
         p, s = self.plan, self.sampling
-        thinking = {"budget": p.requested_budget, "effective_budget": p.budget,
-                    "min_tokens": p.min_tokens, "max_answer_tokens": p.answer_tokens}
+        thinking = ThinkingOptions(budget=p.requested_budget, effective_budget=p.budget,
+                                   min_tokens=p.min_tokens, max_answer_tokens=p.answer_tokens)
         sampling = {"temperature": s.temperature, "top_p": s.top_p, "top_k": s.top_k,
                     "seed": s.seed, "n": self.n, "stop": list(s.stop)}
         return thinking, sampling

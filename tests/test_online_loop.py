@@ -16,6 +16,7 @@ import torch
 
 from clients.client import AsyncClient, Client
 from rlvr.store.checkpoints import CheckpointStore
+from rlvr.store.traces import ThinkingOptions
 from rl_loop.prompt_pool import PromptPool
 from rl_loop.toy.tasks import reference_for
 from rl_loop.toy.tiny_model import MODEL_DIR, chat_prompt_ids
@@ -90,7 +91,8 @@ def test_mean_reward_rises_on_an_easy_family(server):
     trainer.read_traces = lambda: None  # learn from the four prompts only
     trainer.pool = PromptPool(len(prompts))
     for prompt in prompts:
-        trainer.pool.add((prompt, {"kind": "numeric", "reference": reference_for(prompt)}, {}))
+        trainer.pool.add((prompt, {"kind": "numeric", "reference": reference_for(prompt)},
+                          ThinkingOptions()))
     trainer.cfg.max_steps = trainer.step + 24
 
     async def served_reward() -> float:

@@ -7,10 +7,11 @@ import random
 import pytest
 
 from rl_loop.prompt_pool import FLOOR, PromptPool
+from rlvr.store.traces import ThinkingOptions
 
 
 def item(name: str, budget: int | None = None):
-    return (name, {"kind": "numeric", "reference": "1"}, {"budget": budget})
+    return (name, {"kind": "numeric", "reference": "1"}, ThinkingOptions(budget=budget))
 
 
 def draws(pool: PromptPool, rounds: int = 2000) -> dict[str, int]:

@@ -63,7 +63,7 @@ def test_trust_gating(server, trainer_client, client):
     untrusted, = wait_for_trace(server, "untrusted-1")
     assert trusted.trainable and trusted.untrusted_reason == ""
     assert trusted.thinking_ids and trusted.prompt_ids and trusted.weight_version == "v0"
-    assert trusted.thinking_options["budget"] == 64 and trusted.spec["reference"] == "579"
+    assert trusted.thinking_options.budget == 64 and trusted.spec["reference"] == "579"
     assert not poison.trainable and poison.untrusted_reason == "reference_mismatch"
     assert not untrusted.trainable and untrusted.untrusted_reason == "untrusted_source"
     assert untrusted.source.startswith("token:") and untrusted.source != trusted.source

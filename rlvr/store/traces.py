@@ -13,6 +13,7 @@ and `TraceReader` implement them over a `Database`, chosen by the store's locati
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import queue
@@ -45,6 +46,23 @@ JSON_COLUMNS = {"prompt_ids", "thinking_ids", "answer_ids", "thinking_options",
                 "sampling_options", "spec"}
 
 
+@dataclass(frozen=True)
+class ThinkingOptions:
+    """A request's thinking settings as its trace keeps them (from the server's ThinkingPlan):
+    the budget asked for (or the server's default), the budget applied, the minimum thinking
+    and the answer's token limit. The trainer samples its groups with the same ones."""
+
+    budget: int | None = None
+    effective_budget: int | None = None
+    min_tokens: int | None = None
+    max_answer_tokens: int | None = None
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "ThinkingOptions":
+        """From a stored trace (keys a trace of an older version lacks read as None)."""
+        return cls(**{f.name: values.get(f.name) for f in dataclasses.fields(cls)})
+
+
 @dataclass
 class Trace:
     request_id: str
@@ -56,7 +74,7 @@ class Trace:
     thinking_ids: list[int]
     answer_ids: list[int]
     thinking_end: str
-    thinking_options: dict
+    thinking_options: ThinkingOptions
     sampling_options: dict
     weight_version: str
     spec: dict
@@ -67,6 +85,10 @@ class Trace:
     created_at: float = field(default_factory=time.time)
     feedback_at: float | None = None
     id: int | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.thinking_options, dict):
+            self.thinking_options = ThinkingOptions.from_dict(self.thinking_options)
 
     def row(self) -> tuple:
         values = asdict(self)
