@@ -74,3 +74,35 @@ def test_a_server_whose_trace_store_is_unreachable_does_not_start(postgres, tmp_
                          timeout=300)
     assert out.returncode == 2 and "missing" in out.stderr and "Traceback" not in out.stderr
     assert "secret" not in out.stderr
+
+
+@pytest.mark.reliability
+def test_a_postgres_restart_under_traffic_loses_no_trace_and_fails_no_request(tmp_path):
+    """Postgres stops while users are served: requests keep succeeding (traces are written
+    off the request path), the server holds its traces, and once Postgres is back every one
+    is committed."""
+    from clients.launch import PostgresServer
+
+    database = PostgresServer().start()
+    server = None
+    try:
+        url = database.database()
+        server = ServerProcess(tmp_path, trace_store=url, train_tokens=[TRAIN_TOKEN])
+        server.wait_ready()
+        with Client(server.target, token=TRAIN_TOKEN) as c:
+            c.ask("What is 1+1?", budget=8, request_id="before", verify="numeric:2")
+            database.stop()
+            for i in range(6):
+                result = c.ask(f"What is {i}+2?", budget=8, request_id=f"down-{i}",
+                               verify=f"numeric:{i + 2}")
+                assert result.finish_reason  # served while the store is down
+            database.start()
+        reader = TraceReader(url)
+        for request_id in ["before"] + [f"down-{i}" for i in range(6)]:
+            wait_for(reader, request_id, timeout=120)
+        reader.close()
+        assert "trace write failed" in server.log_path.read_text()  # it was held, then retried
+    finally:
+        if server is not None:
+            assert server.stop() == 0
+        database.remove()
