@@ -90,7 +90,7 @@ class Trainer:
             torch.set_num_threads(cfg.threads)
         self.device = pick_device(cfg.device)
         self.rng = random.Random(cfg.seed)
-        self.checkpoints = CheckpointStore(cfg.state_dir)
+        self.checkpoints = CheckpointStore(cfg.state_dir, cfg.checkpoint_store)
         for name in self.checkpoints.sweep():
             log.warning("removed %s: a publish that was interrupted", name)
         self.version = self.checkpoints.last_good()  # the version a (re)started server serves

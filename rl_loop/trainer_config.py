@@ -30,6 +30,8 @@ class TrainerConfig:
     state_dir: Path = setting(Path("state"), "the server's state directory (traces, checkpoints)")
     trace_store: str = setting("", "the server's trace_store when it is Postgres "
                                    "(postgresql://...; empty: the state directory's SQLite)")
+    checkpoint_store: str = setting("", "the server's checkpoint_store (a shared folder or "
+                                        "s3://bucket/prefix; empty: the state directory's)")
     token: str | None = setting(None, "train+admin token (default: $RLVR_TRAINER_TOKEN, "
                                      "$RLVR_ADMIN_TOKEN, $RLVR_TOKEN)")
     base_model: Path | None = setting(None, "the served model's folder (default: ask the server)")

@@ -101,6 +101,9 @@ class ServerConfig:
     trace_store: str = setting("", "where traces are stored: empty for the state directory's "
                                    "SQLite file, or a Postgres URL (postgresql://user@host/db) "
                                    "that several replicas share")
+    checkpoint_store: str = setting("", "where versions are: empty for the state directory's "
+                                        "checkpoints/, a folder every replica mounts, or an "
+                                        "S3-compatible object store (s3://bucket/prefix)")
     trace_max_rows: int = setting(1_000_000, "traces kept (oldest deleted first)")
     trace_max_age_days: float = setting(30.0, "traces older than this are deleted")
     feedback_window_s: float = setting(86400.0, "seconds after a response its feedback is "
@@ -181,6 +184,10 @@ class ServerConfig:
         if self.trace_store and not is_postgres(self.trace_store):
             raise ConfigError("trace_store must be empty (SQLite in state_dir) or a "
                               f"postgresql:// URL, got {self.trace_store!r}")
+        store = self.checkpoint_store
+        if "://" in store and not (store.startswith("s3://") and len(store) > len("s3://")):
+            raise ConfigError("checkpoint_store must be empty (state_dir's checkpoints/), a "
+                              f"folder, or s3://bucket[/prefix], got {store!r}")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ConfigError("tls_cert and tls_key must be given together")
         return self

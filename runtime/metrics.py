@@ -7,7 +7,7 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from rlvr.store.checkpoints import CheckpointStore
+from rlvr.store.checkpoints import Checkpoints, CheckpointStore
 from rlvr.store.layout import StateDir
 from rlvr.store.training import TrainerStatus
 
@@ -20,10 +20,12 @@ TOKEN_BUCKETS = (0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 819
 class Metrics:
     """All runtime metrics in one registry (one per server, so tests can run several)."""
 
-    def __init__(self, state_dir: Path | None = None) -> None:
+    def __init__(self, state_dir: Path | None = None,
+                 checkpoints: Checkpoints | None = None) -> None:
         self.registry = r = CollectorRegistry()
         if state_dir is not None:
-            r.register(TrainingCollector(Path(state_dir)))
+            r.register(TrainingCollector(Path(state_dir),
+                                         checkpoints or CheckpointStore(Path(state_dir))))
         self.requests = Counter("rlvr_requests_total", "Finished RPCs by method and status code",
                                 ["method", "code"], registry=r)
         self.ttft = Histogram("rlvr_time_to_first_token_seconds",
@@ -110,8 +112,8 @@ class TrainingCollector:
     """Training metrics on the runtime's /metrics: the trainer's status file and the version
     manifests in the state directory (the only things the trainer and the runtime share)."""
 
-    def __init__(self, state_dir: Path):
-        self.state_dir = state_dir
+    def __init__(self, state_dir: Path, checkpoints: Checkpoints):
+        self.state_dir, self.checkpoints = state_dir, checkpoints
 
     def collect(self):
         report = TrainerStatus.read(StateDir(self.state_dir))
@@ -140,7 +142,7 @@ class TrainingCollector:
                                      labels=["status"])
         by_version = dict(status.get("accuracy", {}))
         counts: dict[str, int] = {}
-        for manifest in CheckpointStore(self.state_dir).versions():
+        for manifest in self.checkpoints.versions():
             counts[manifest.status] = counts.get(manifest.status, 0) + 1
             by_version.setdefault(manifest.version,
                                   manifest.metrics.get("accuracy_by_budget", {}))

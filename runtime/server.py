@@ -308,7 +308,8 @@ class Server:
 
     def __init__(self, config: ServerConfig):
         self.config = config
-        self.metrics = Metrics(config.state_dir)
+        checkpoints = CheckpointStore(config.state_dir, config.checkpoint_store)
+        self.metrics = Metrics(config.state_dir, checkpoints)
         self.engine = Engine(config.model, config.engine_settings(gpu_count()),
                              stream_interval=config.stream_interval)
         self.trainer_token = secrets.token_urlsafe(32) if config.runs_trainer else ""
@@ -317,7 +318,7 @@ class Server:
                                     internal_tokens=[self.trainer_token] if self.trainer_token
                                     else [])
         self.service = ReasoningService(config, self.engine, self.metrics, self.auth)
-        self.weights = WeightManager(self.engine, CheckpointStore(config.state_dir), self.metrics)
+        self.weights = WeightManager(self.engine, checkpoints, self.metrics)
         self.admin = AdminService(self.weights, config.state_dir,
                                   ready=lambda: self.service.ready and not self.service.draining,
                                   trainer_failure=lambda: self.trainer.failure if self.trainer
@@ -388,7 +389,7 @@ class Server:
             self.trainer = TrainerProcess(f"{host}:{self.port}", self.config.state_dir,
                                           self.trainer_token, self.config.model.resolve(),
                                           self.config.train_config, self.config.tls_cert,
-                                          self.config.trace_store)
+                                          self.config.trace_store, self.config.checkpoint_store)
             self.trainer.start()
             self.metrics.trainer_restarts.set_function(lambda: self.trainer.restarts)
         orphans.record(self.config.state_dir)

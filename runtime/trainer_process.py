@@ -28,13 +28,15 @@ USAGE_ERROR = 2  # the trainer's exit status for settings it cannot start with
 class TrainerProcess:
     def __init__(self, server: str, state_dir: Path, token: str, base_model: Path,
                  config: Path | None = None, root_cert: Path | None = None,
-                 trace_store: str = "", max_restarts: int = 5, backoff_s: float = 2.0):
+                 trace_store: str = "", checkpoint_store: str = "", max_restarts: int = 5,
+                 backoff_s: float = 2.0):
         self.args = [sys.executable, "-m", "rl_loop", "--server", server,
                      "--state-dir", str(state_dir), "--base-model", str(base_model)]
         self.args += ["--config", str(config)] if config else []
         self.args += ["--tls-ca", str(root_cert)] if root_cert else []
         # secrets travel in the environment, not on a command line others can read
-        self.env = {TRAINER_TOKEN_ENV: token, "RLVR_TRAINER_TRACE_STORE": trace_store}
+        self.env = {TRAINER_TOKEN_ENV: token, "RLVR_TRAINER_TRACE_STORE": trace_store,
+                    "RLVR_TRAINER_CHECKPOINT_STORE": checkpoint_store}
         self.max_restarts, self.backoff_s = max_restarts, backoff_s
         self.proc: asyncio.subprocess.Process | None = None
         self.stopping = False

@@ -107,6 +107,7 @@ def test_config_layers_and_errors(tmp_path):
                          ("train = 'maybe'\n", "train must be one of auto, on, off"),
                          ("train_config = '/no/such.toml'\n", "train_config: no such file"),
                          ("trace_store = 'mysql://db'\n", "trace_store must be empty"),
+                         ("checkpoint_store = 'gs://b'\n", "checkpoint_store must be empty"),
                          ("max_lora_rank = 4\n", "max_lora_rank must be one of 0, 1, 8, 16"),
                          ("log_level = 'LOUD'\n", "log_level must be one of DEBUG, INFO")]:
         path.write_text(text)
@@ -303,7 +304,7 @@ def test_pinned_dependencies_have_python_3_12_builds(venv312):
     assert out.returncode == 0, f"{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
     would = out.stdout.split("Would install", 1)[-1].split()
     names = {re.match(r"(.+?)-\d", w).group(1).lower().replace("_", "-") for w in would}
-    assert names == {re.split(r"[=<>!~ ;]", p)[0].lower() for p in pins}, (names, pins)
+    assert names == {re.split(r"[=<>!~ ;\[]", p)[0].lower() for p in pins}, (names, pins)
     light = [p for p in pins if p.split("==")[0] in ("grpcio", "protobuf", "psutil")]
     assert len(light) == 3, pins
     run([python, "-m", "pip", "install", "--quiet", *light], root, timeout=600)

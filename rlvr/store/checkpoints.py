@@ -1,8 +1,13 @@
 """Versioned checkpoints on disk, the one place trainer and runtime exchange weights.
 
-Layout under `STATE_DIR/checkpoints/`: one folder per version (a standard Hugging Face model
-folder, possibly with sharded safetensors, plus `manifest.json`), and `promoted.json`, the
-promotion history (its last served entry is what the runtime serves, also after a restart).
+Layout: one folder per version (a standard Hugging Face model folder, possibly with sharded
+safetensors, plus `manifest.json`) under the checkpoint store, and `promoted.json`, the
+server's promotion history (its last served entry is what the runtime serves, also after a
+restart), always in its own `STATE_DIR/checkpoints/`. The checkpoint store (`checkpoint_store`
+in the server's and the trainer's settings) is that same folder by default; a folder every
+replica mounts (shared storage); or `s3://bucket/prefix`, an S3-compatible object store
+(`rlvr/store/object_store.py`), whose versions each server downloads into its own
+`STATE_DIR/checkpoints/` before loading them.
 A checkpoint is published atomically: written to a temporary folder, fsynced, then renamed,
 so a half-written checkpoint never has a version name. Its manifest carries the SHA-256 of
 every weights file, checked before every load (callers on an event loop run `verified_path`
@@ -16,8 +21,8 @@ A version is either full weights (a model folder) or a LoRA adapter (peft's
 `adapter_config.json` + `adapter_model.safetensors`); an adapter's manifest names the
 version whose full weights it applies to (`adapter_base`, usually the base model "v0").
 
-`Checkpoints` is the interface the server and the trainer use; `CheckpointStore` is the
-embedded implementation (a local folder).
+`Checkpoints` is the interface the server and the trainer use; `CheckpointStore` implements it
+on a folder, mirrored to an object store when one is configured.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from pathlib import Path
 from typing import Callable, Protocol
 
 from rlvr.store.layout import StateDir, write_json_atomic
+from rlvr.store.object_store import S3Bucket
 
 BASE_VERSION = "v0"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"  # a LoRA adapter version (peft's file names)
@@ -165,11 +171,18 @@ class Checkpoints(Protocol):
 
 
 class CheckpointStore:
-    """The embedded implementation: one folder per version under `STATE_DIR/checkpoints/`."""
+    """One folder per version: under `STATE_DIR/checkpoints/` (`location` empty), a shared
+    folder (`location` a path), or that local folder as the cache of an object store
+    (`location` an `s3://` URL). The promotion history is always the state directory's."""
 
-    def __init__(self, state_dir: Path):
-        self.root = StateDir(Path(state_dir)).checkpoints
-        self.root.mkdir(parents=True, exist_ok=True)
+    def __init__(self, state_dir: Path, location: Path | str = ""):
+        own = StateDir(Path(state_dir)).checkpoints
+        self.remote = S3Bucket(str(location), CheckpointError) \
+            if str(location).startswith("s3://") else None
+        self.root = Path(location) if location and self.remote is None else own
+        self.history_path = own / HISTORY
+        for folder in (own, self.root):
+            folder.mkdir(parents=True, exist_ok=True)
 
     def path(self, version: str) -> Path:
         if not version or "/" in version or version.startswith("."):
@@ -203,6 +216,8 @@ class CheckpointStore:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+        if self.remote is not None:
+            self.remote.upload(final, version)  # the weights, then the manifest
         return final
 
     def sweep(self) -> list[str]:
@@ -245,51 +260,88 @@ class CheckpointStore:
         for m in manifests:
             if m.version in protected or m.pruned:
                 continue
-            for item in self.path(m.version).iterdir():
+            folder = self.path(m.version)
+            for item in folder.iterdir() if folder.is_dir() else []:
                 if item.name != MANIFEST:
                     shutil.rmtree(item) if item.is_dir() else item.unlink()
+            if self.remote is not None:
+                self.remote.delete_weights(m.version)
             m.pruned = True
             self._write(m)
             pruned.append(m.version)
         return pruned
 
     def _write(self, manifest: Manifest) -> None:
-        write_json_atomic(self.path(manifest.version) / MANIFEST, manifest.to_json(), fsync=True)
+        folder = self.path(manifest.version)
+        folder.mkdir(exist_ok=True)
+        write_json_atomic(folder / MANIFEST, manifest.to_json(), fsync=True)
+        if self.remote is not None:
+            self.remote.put_manifest(manifest.version, manifest.to_json())
 
     # ------------------------------------------------------------- reading
-    def manifest(self, version: str) -> Manifest:
+    def _manifest_data(self, version: str) -> dict | None:
         path = self.path(version) / MANIFEST
-        if not path.is_file():
+        if self.remote is not None:
+            return self.remote.manifest(version)
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    def manifest(self, version: str) -> Manifest:
+        data = self._manifest_data(version)
+        if data is None:
             raise CheckpointError(f"unknown version {version!r}")
-        return Manifest.from_json(json.loads(path.read_text()), self._history())
+        return Manifest.from_json(data, self._history())
 
     def versions(self) -> list[Manifest]:
         """Manifests of all published versions, oldest first (temporary folders excluded)."""
         history = self._history()
-        manifests = [Manifest.from_json(json.loads((folder / MANIFEST).read_text()), history)
+        if self.remote is not None:
+            found = list(self.remote.manifests().values())
+        else:
+            found = [json.loads((folder / MANIFEST).read_text())
                      for folder in self.root.iterdir()
                      if folder.is_dir() and not folder.name.startswith(".")
                      and (folder / MANIFEST).is_file()]
-        return sorted(manifests, key=lambda m: m.created_at)
+        return sorted((Manifest.from_json(data, history) for data in found),
+                      key=lambda m: m.created_at)
 
     def verified_path(self, version: str) -> Path:
-        """The folder of a checkpoint whose weights match its manifest checksum."""
+        """The folder of a checkpoint whose weights match its manifest checksum (from the
+        object store into the local cache first, when there is one and the cache lacks it)."""
         manifest = self.manifest(version)
         if manifest.pruned:
             raise CheckpointError(f"checkpoint {version}: its weights were deleted by the "
                                   "retention policy (only its manifest is kept)")
         folder = self.path(version)
-        for name, digest in manifest.checksums.items():
-            if not (folder / name).is_file() or sha256(folder / name) != digest:
-                raise CheckpointError(f"checkpoint {version}: {name} missing or checksum "
-                                      "mismatch; refusing to load it")
+        if self.remote is not None and self._mismatch(folder, manifest):
+            self._download(version, folder)
+        if bad := self._mismatch(folder, manifest):
+            raise CheckpointError(f"checkpoint {version}: {bad} missing or checksum mismatch; "
+                                  "refusing to load it")
         return folder
+
+    @staticmethod
+    def _mismatch(folder: Path, manifest: Manifest) -> str | None:
+        """The first weights file that is missing or does not match its checksum."""
+        return next((name for name, digest in manifest.checksums.items()
+                     if not (folder / name).is_file() or sha256(folder / name) != digest), None)
+
+    def _download(self, version: str, folder: Path) -> None:
+        """The version's files from the object store, replacing the cached folder at once."""
+        tmp = self.root / f".tmp-{version}-{uuid.uuid4().hex}"
+        tmp.mkdir()
+        try:
+            self.remote.download(version, self.remote.files(version), tmp)
+            shutil.rmtree(folder, ignore_errors=True)
+            os.rename(tmp, folder)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
 
     # ------------------------------------------------------------- the server's record
     def _history(self) -> PromotionHistory:
         """The promotion history; a damaged file is a CheckpointError saying how to recover
         (it is never rewritten by a guess: which versions were served is the operator's)."""
-        path = self.root / HISTORY
+        path = self.history_path
         if not path.is_file():
             return PromotionHistory()
         try:
@@ -334,7 +386,7 @@ class CheckpointStore:
         """`version` is served from now (or from `at`, seconds since the epoch)."""
         history = self._history()
         history.served.append({"version": version, "at": time.time() if at is None else at})
-        write_json_atomic(self.root / HISTORY, dataclasses.asdict(history), fsync=True)
+        write_json_atomic(self.history_path, dataclasses.asdict(history), fsync=True)
 
     def rollback_target(self, served: str) -> str:
         """The newest promoted version before the trailing entries equal to `served`."""
@@ -352,5 +404,5 @@ class CheckpointStore:
         now = time.time()
         while history.served and history.served[-1]["version"] == served:
             history.rolled_back.append(history.served.pop() | {"rolled_back_at": now})
-        write_json_atomic(self.root / HISTORY, dataclasses.asdict(history), fsync=True)
+        write_json_atomic(self.history_path, dataclasses.asdict(history), fsync=True)
         return history.served[-1]["version"] if history.served else BASE_VERSION
