@@ -21,6 +21,7 @@ from rlvr.store.layout import StateDir
 from rlvr.store.training import TrainerStatus, TrainingControl
 from rlvr.v1 import admin_pb2 as apb
 from rlvr.v1 import admin_pb2_grpc as apb_grpc
+from runtime.cluster import ClusterAgent, PromotionFailed
 from runtime.engine import Engine
 from runtime.metrics import Metrics
 
@@ -91,6 +92,30 @@ class WeightManager:
         self.metrics.promotions.inc()
         return previous, seconds
 
+    @property
+    def serving(self) -> str:
+        return self.engine.weight_version
+
+    def stage(self, version: str) -> None:
+        """Make `version` loadable here: its files (and an adapter's base) fetched and their
+        checksums checked; raises CheckpointError saying why not (a cluster's prepare)."""
+        self._path(version)
+        base = self.checkpoints.manifest(version).adapter_base
+        if base and base != BASE_VERSION:
+            self._path(base)
+
+    async def roll_back_to(self, target: str) -> tuple[str, float]:
+        """A cluster's rollback: serve `target`, the served version recorded as rolled back."""
+        previous = self.engine.weight_version
+        if previous == target:
+            return previous, 0.0
+        seconds = await self.swap(target)
+        if self.checkpoints.history():
+            self.checkpoints.record_rollback(previous)
+        if self.checkpoints.current() != target:  # a replica that joined with another history
+            self.checkpoints.record_promotion(target)
+        return previous, seconds
+
     async def rollback(self) -> tuple[str, str, float]:
         """Back to the last promoted version before the served one that is a different version
         (or the base model); the served version is marked rolled back."""
@@ -103,9 +128,10 @@ class WeightManager:
 
 class AdminService(apb_grpc.AdminServicer):
     def __init__(self, weights: WeightManager, state_dir: Path, ready,
-                 trainer_failure=lambda: ""):
+                 trainer_failure=lambda: "", cluster: ClusterAgent | None = None):
         self.weights, self.state_dir, self.ready = weights, Path(state_dir), ready
         self.trainer_failure = trainer_failure  # the supervisor's verdict once it gave up
+        self.cluster = cluster  # set: promotions and rollbacks are the cluster's
 
     async def _check_ready(self, context) -> None:
         if not self.ready():
@@ -123,6 +149,8 @@ class AdminService(apb_grpc.AdminServicer):
 
     async def Promote(self, request, context):
         await self._check_ready(context)
+        if self.cluster is not None:
+            return await self._cluster_swap(request.version, "promote", context)
         try:
             previous, seconds = await self.weights.promote(request.version)
         except CheckpointError as err:
@@ -136,11 +164,28 @@ class AdminService(apb_grpc.AdminServicer):
         if not self.weights.checkpoints.history():
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
                                 "nothing to roll back: the base model is being served")
+        if self.cluster is not None:
+            target = self.weights.checkpoints.rollback_target(self.weights.serving)
+            return await self._cluster_swap(target, "rollback", context)
         try:
             previous, current, seconds = await self.weights.rollback()
         except CheckpointError as err:
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(err))
         return apb.SwapResponse(previous=previous, current=current, swap_seconds=seconds)
+
+    async def _cluster_swap(self, version: str, action: str, context) -> apb.SwapResponse:
+        """Two phases across every live replica (`runtime/cluster.py`)."""
+        previous, start = self.weights.serving, time.monotonic()
+        try:
+            if version != BASE_VERSION:
+                self.weights.checkpoints.manifest(version)  # unknown: NOT_FOUND, as alone
+            await self.cluster.coordinate(version, action)
+        except CheckpointError as err:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"version: {err}")
+        except PromotionFailed as err:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"cluster: {err}")
+        return apb.SwapResponse(previous=previous, current=self.weights.serving,
+                                swap_seconds=time.monotonic() - start)
 
     async def StageAdapter(self, request, context):
         """Retire what the trainer no longer needs, then load `staged/<name>` for shadow

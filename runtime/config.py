@@ -104,6 +104,12 @@ class ServerConfig:
     checkpoint_store: str = setting("", "where versions are: empty for the state directory's "
                                         "checkpoints/, a folder every replica mounts, or an "
                                         "S3-compatible object store (s3://bucket/prefix)")
+    cluster: bool = setting(False, "promote and roll back together with every replica that "
+                                   "shares this trace_store (Postgres) and checkpoint_store: "
+                                   "two phases, all staged before any switches")
+    replica_name: str = setting("", "this replica's name in the cluster (default: host:port)")
+    cluster_stage_timeout_s: float = setting(60.0, "a cluster promotion is aborted when a live "
+                                                   "replica has not staged it in this time")
     trace_max_rows: int = setting(1_000_000, "traces kept (oldest deleted first)")
     trace_max_age_days: float = setting(30.0, "traces older than this are deleted")
     feedback_window_s: float = setting(86400.0, "seconds after a response its feedback is "
@@ -184,6 +190,12 @@ class ServerConfig:
         if self.trace_store and not is_postgres(self.trace_store):
             raise ConfigError("trace_store must be empty (SQLite in state_dir) or a "
                               f"postgresql:// URL, got {self.trace_store!r}")
+        if self.cluster and not is_postgres(self.trace_store):
+            raise ConfigError("cluster needs a shared trace_store (postgresql://...): the "
+                              "promotion record lives there")
+        if not 0 < self.cluster_stage_timeout_s <= 86400:
+            raise ConfigError("cluster_stage_timeout_s must be in (0, 86400] seconds, got "
+                              f"{self.cluster_stage_timeout_s}")
         store = self.checkpoint_store
         if "://" in store and not (store.startswith("s3://") and len(store) > len("s3://")):
             raise ConfigError("checkpoint_store must be empty (state_dir's checkpoints/), a "

@@ -11,19 +11,23 @@ import asyncio
 import logging
 import secrets
 import signal
+import socket
 import time
 from contextlib import aclosing
 from dataclasses import dataclass, field
 
 import grpc
+import psycopg
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from vllm.exceptions import VLLMClientError
 
+from rlvr import plugins
 from rlvr.store import traces
 from rlvr.store.checkpoints import CheckpointError, CheckpointStore
-from rlvr import plugins
+from rlvr.store.cluster import ClusterStore
 from rlvr.store.layout import StateDir
+from rlvr.store.postgres import redacted
 from rlvr.v1 import admin_pb2, admin_pb2_grpc
 from rlvr.v1 import reasoning_pb2 as pb
 from rlvr.v1 import reasoning_pb2_grpc as pb_grpc
@@ -32,6 +36,7 @@ from runtime.events import to_proto, token_trace, verification_proto
 from runtime import orphans
 from runtime.admin import AdminService, WeightManager
 from runtime.auth import AuthInterceptor
+from runtime.cluster import ClusterAgent
 from runtime.budget import InvalidRequest
 from runtime.config import ServerConfig
 from runtime.engine import Engine
@@ -319,6 +324,8 @@ class Server:
                                     else [])
         self.service = ReasoningService(config, self.engine, self.metrics, self.auth)
         self.weights = WeightManager(self.engine, checkpoints, self.metrics)
+        self.cluster: ClusterAgent | None = None  # with `cluster`: set at start, when the port
+        # (part of its default name) is known
         self.admin = AdminService(self.weights, config.state_dir,
                                   ready=lambda: self.service.ready and not self.service.draining,
                                   trainer_failure=lambda: self.trainer.failure if self.trainer
@@ -392,7 +399,24 @@ class Server:
                                           self.config.trace_store, self.config.checkpoint_store)
             self.trainer.start()
             self.metrics.trainer_restarts.set_function(lambda: self.trainer.restarts)
+        if self.config.cluster:  # serve what the cluster serves, then follow it
+            await self._join_cluster()
         orphans.record(self.config.state_dir)
+
+    async def _join_cluster(self) -> None:
+        name = self.config.replica_name or f"{socket.gethostname()}:{self.port}"
+        try:
+            store = ClusterStore(self.config.trace_store)
+        except psycopg.Error as err:
+            raise StartupError(f"cluster: the promotion record at "
+                               f"{redacted(self.config.trace_store)} cannot be used: "
+                               f"{str(err).strip()}") from None
+        self.cluster = ClusterAgent(store, self.weights, name,
+                                    stage_timeout_s=self.config.cluster_stage_timeout_s)
+        self.admin.cluster = self.cluster
+        await self.cluster.tick()
+        self.cluster_task = asyncio.create_task(self.cluster.run())
+        log.info("cluster: replica %s serves %s", name, self.engine.weight_version)
 
     async def drain(self) -> None:
         """Stop admitting, let in-flight streams finish within the grace period, then stop."""
@@ -401,6 +425,9 @@ class Server:
         self.service.draining = True
         if self.trainer is not None:
             await self.trainer.stop()
+        if self.cluster is not None:
+            self.cluster_task.cancel()
+            self.cluster.leave()  # coordinators stop waiting for this replica at once
         await self.health.set(SERVICE, health_pb2.HealthCheckResponse.NOT_SERVING)
         deadline = time.monotonic() + self.config.drain_grace_s
         while self.service.active and time.monotonic() < deadline:
