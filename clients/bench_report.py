@@ -80,6 +80,17 @@ def traces(r: dict) -> list[str]:
     return lines
 
 
+def cluster(r: dict) -> list[str]:
+    two = r["two_replicas"]
+    return [f"One replica placed by Ray: {r['ray_replica_requests_per_s']:.1f} requests/s against "
+            f"{r['standalone_requests_per_s']:.1f} for a standalone `rlvr serve` (**x"
+            f"{r['ratio']:.3f}**; {r['concurrency']} streams, {r['seconds']:.0f} s each).",
+            f"Two replicas, traffic through the round-robin address, {two['promotions']} "
+            f"cluster-wide promotions: {two['failed_requests']} failed of {two['requests']} "
+            f"requests; every replica answered on the new version at most "
+            f"{two['replica_on_new_version_after_s_max']:.3f} s after `Promote` returned."]
+
+
 def _settings(run: dict) -> str:
     return ", ".join(f"`{k}` {v}" for k, v in run.items() if k.startswith(("max_", "verifier_")))
 
@@ -260,6 +271,9 @@ SUITES = [  # (title, result file under docs/, renderer, command, plots under do
      "rlvr bench verifiers --out docs/bench/verifiers.json", []),
     ("Trace store: Postgres against SQLite", "bench/traces.json", traces,
      "rlvr bench traces --out docs/bench/traces.json", []),
+    ("Cluster: a Ray-placed replica, and promotions across two", "bench/cluster.json", cluster,
+     "ray start --head && rlvr bench cluster --duration 60 --concurrency 16 --swaps 5 "
+     "--out docs/bench/cluster.json", []),
     ("Fair sharing between callers", "bench/fairness.json", fairness,
      "python -m clients.bench_fairness --out docs/bench/fairness.json", []),
     ("The trainer's pipeline against its series loop", "bench/pipeline.json", pipeline,
@@ -278,7 +292,7 @@ SUITES = [  # (title, result file under docs/, renderer, command, plots under do
 
 
 RENDERERS = {"serving": serving, "control": control, "swap": swap, "verifiers": verifiers,
-             "trl": trl, "options": options, "traces": traces}
+             "trl": trl, "options": options, "traces": traces, "cluster": cluster}
 
 
 def write_report(docs: Path = DOCS) -> Path:

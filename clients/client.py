@@ -185,6 +185,8 @@ def env_token(given: str | None, *names: str) -> str | None:
 def _channel(target: str, tls: bool, root_cert: bytes | None, aio: bool):
     module = grpc.aio if aio else grpc
     options = [("grpc.keepalive_time_ms", 30_000), ("grpc.keepalive_timeout_ms", 10_000)]
+    if "," in target:  # several replicas, e.g. "ipv4:10.0.0.1:50051,10.0.0.2:50051"
+        options.append(("grpc.lb_policy_name", "round_robin"))
     if tls:
         return module.secure_channel(target, grpc.ssl_channel_credentials(root_cert), options)
     return module.insecure_channel(target, options)

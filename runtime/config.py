@@ -86,6 +86,9 @@ class ServerConfig:
     api_tokens: list[str] = setting(factory=list, help="bearer tokens accepted (comma "
                                                        "separated; none: no auth)")
     admin_tokens: list[str] = setting(factory=list, help="bearer tokens of the admin service")
+    internal_tokens: list[str] = setting(factory=list, help="tokens of a trainer started beside "
+                                                           "the server (`rlvr cluster`): train "
+                                                           "and admin scope, auth stays as is")
     train_tokens: list[str] = setting(factory=list, help="tokens whose traffic becomes "
                                                          "training data")
     trust_local_anonymous: bool = setting(True, "with auth off, unauthenticated traffic from "

@@ -320,8 +320,8 @@ class Server:
         self.trainer_token = secrets.token_urlsafe(32) if config.runs_trainer else ""
         self.auth = AuthInterceptor(config.api_tokens, config.admin_tokens, config.train_tokens,
                                     config.trust_local_anonymous,
-                                    internal_tokens=[self.trainer_token] if self.trainer_token
-                                    else [])
+                                    internal_tokens=config.internal_tokens +
+                                    ([self.trainer_token] if self.trainer_token else []))
         self.service = ReasoningService(config, self.engine, self.metrics, self.auth)
         self.weights = WeightManager(self.engine, checkpoints, self.metrics)
         self.cluster: ClusterAgent | None = None  # with `cluster`: set at start, when the port

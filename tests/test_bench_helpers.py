@@ -37,7 +37,7 @@ def test_report_renders_what_was_run_and_names_what_was_not(tmp_path):
     text = write_report(tmp_path).read_text()
     assert "| rlvr runtime | **1.000** | 0 | 0 |" in text
     assert "(no minimum) | 0.610 | 3 | 384 |" in text
-    assert text.count("Not run yet.") == 10  # every suite but control
+    assert text.count("Not run yet.") == 11  # every suite but control
     store = {"writes_per_s": 3000.0, "claim_p50_ms": 50.0, "claim_p99_ms": 200.0,
              "ratio_to_sqlite": {"writes_per_s": 1.0, "claim_p50_ms": 1.0, "claim_p99_ms": 1.0},
              "all_delivered": True}

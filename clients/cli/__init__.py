@@ -13,14 +13,14 @@ import logging
 import os
 import sys
 
-from clients.cli import (admin, ask, bench, build_model, demo, evaluate, serve, traces, traffic,
-                         train, train_base)
+from clients.cli import (admin, ask, bench, build_model, cluster, demo, evaluate, serve, traces,
+                         traffic, train, train_base)
 from clients.cli.errors import CliError
 from rlvr.settings import LOG_FORMAT
 from runtime.config import LOG_LEVELS
 
 SUBCOMMANDS = (serve, ask, train, traffic, demo, admin, traces, bench, evaluate, train_base,
-               build_model)
+               build_model, cluster)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -16,12 +16,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="serving: gRPC runtime vs raw vLLM AsyncLLM; control: "
                                       "thinking-budget Control vs vLLM's thinking_token_budget")
     p.add_argument("suite", choices=["serving", "control", "swap", "verifiers", "trl", "options",
-                                     "traces", "report"],
+                                     "traces", "cluster", "report"],
                    help="trl: learning efficiency vs TRL's GRPOTrainer, both sides, --seeds "
                         "runs each (needs the `bench` extra); options: the trainer's options "
                         "one at a time against its defaults, one demo run each; report: render "
                         "docs/benchmarks.md from docs/bench/*.json; traces: the Postgres trace "
-                        "store against SQLite")
+                        "store against SQLite; cluster: a Ray-placed replica against a "
+                        "standalone server, and promotions across two (needs `ray start "
+                        "--head`)")
     p.add_argument("--duration", type=arguments.positive_float, default=600.0,
                    help="trl, options: seconds of training a run (TRL) and of traffic (online)")
     p.add_argument("--seeds", type=arguments.positive_int, default=3, help="trl: runs a side")
@@ -80,6 +82,10 @@ def run(args: argparse.Namespace) -> int:
     elif args.suite == "traces":
         from clients.bench_traces import run as run_trace_benchmark
         report = run_trace_benchmark(args.traces, max(1, args.rounds))
+    elif args.suite == "cluster":
+        from clients.bench_cluster import run as run_cluster_benchmark
+        report = run_cluster_benchmark(min(args.duration, 120.0), args.concurrency or 16,
+                                       args.swaps)
     elif args.suite == "swap":
         from clients.bench_swap import run_swap_benchmark
         report = run_swap_benchmark(args.swaps, args.concurrency)
