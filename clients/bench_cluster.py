@@ -22,13 +22,9 @@ import ray
 from clients.client import AsyncClient, RlvrError
 from clients.launch import PostgresServer, ServerProcess, free_port
 from clients.ray_cluster import ClusterPlan, RayCluster
-from rlvr.settings import toml_text
 from rlvr.store.checkpoints import CheckpointStore
 from rl_loop.toy.tasks import load_heldout
 from rl_loop.toy.tiny_model import MODEL_DIR
-
-TOKEN = "bench-admin"
-
 
 async def _closed_loop(target: str, concurrency: int, seconds: float, stop_at=None) -> dict:
     prompts = [t.prompt for t in load_heldout()]
@@ -50,10 +46,8 @@ async def _closed_loop(target: str, concurrency: int, seconds: float, stop_at=No
 
 
 def _plan(work: Path, url: str, shared: Path, replicas: int) -> ClusterPlan:
-    config = work / "replica.toml"
-    config.write_text(toml_text({"admin_tokens": [TOKEN]}))
     return ClusterPlan(replicas, url, str(shared), work / f"state-{replicas}", free_port(),
-                       free_port(), config, cpus_per_replica=1.0, train=False)
+                       free_port(), cpus_per_replica=1.0, train=False)
 
 
 def _promotions(cluster: RayCluster, versions: list[str], concurrency: int) -> dict:
@@ -70,7 +64,7 @@ def _promotions(cluster: RayCluster, versions: list[str], concurrency: int) -> d
             return time.monotonic() - since
 
         for version in versions:
-            async with AsyncClient(cluster.address, token=TOKEN) as admin:
+            async with AsyncClient(cluster.address, token=cluster.trainer_token) as admin:
                 await admin.promote(version)
             returned = time.monotonic()
             lags.extend(await asyncio.gather(*(on(a, version, returned)
