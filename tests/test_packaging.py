@@ -179,6 +179,7 @@ def test_rlvr_serve_has_a_flag_per_server_setting():
     (["demo", "--rate", "0"], "--rate"),
     (["demo", "--paused", "-1"], "--paused"),
     (["demo", "--duration", "inf"], "--duration"),
+    (["cluster", "--trace-store", "sqlite.db", "--checkpoint-store", "x"], "--trace-store"),
 ])
 def test_cli_rejects_bad_flags_with_a_message(args, needle):
     out = subprocess.run([sys.executable, "-m", "clients.cli", *args], cwd=REPO,

@@ -44,6 +44,11 @@ def run(args: argparse.Namespace) -> int:
     from clients.ray_cluster import ClusterPlan, RayCluster
     from runtime.config import ConfigError
 
+    from rlvr.store.traces import is_postgres
+
+    if not is_postgres(args.trace_store):
+        raise CliError(f"--trace-store must be a postgresql:// URL (the replicas' shared trace "
+                       f"store and promotion record), got {args.trace_store!r}")
     plan = ClusterPlan(args.replicas, args.trace_store, args.checkpoint_store,
                        args.state_root.resolve(), args.base_port, args.metrics_base_port,
                        args.config,
